@@ -1,0 +1,127 @@
+"""Value formats of the config file, as pure functions.
+
+Each parser raises ValueError with a message meant for the operator (it ends up after
+"file:line:col: path:"), so messages say what was expected, not what Python saw.
+The schedule parsers are also what policy code uses to read a validated Schedule,
+so the format has exactly one definition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+
+import phonenumbers
+
+E164_HINT = "expected +<country><number>, e.g. +33185000000"
+_E164_SHAPE = re.compile(r"\+[1-9][0-9]{1,14}")
+_KEYPAD = re.compile(r"[0-9*#]+")
+_WINDOW = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
+_DAY_MONTH = re.compile(r"([0-9]{2})\.([0-9]{2})")
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_SOUND = re.compile(r"(sound|recording):\S+")
+
+# 24:00 is accepted as a window end so "18:00-24:00" can close at midnight.
+_END_OF_DAY = dt.time.max
+
+
+def e164(value: str) -> str:
+    """A phone number written the way the dialplan and the trunk use it: +<digits>."""
+    if not _E164_SHAPE.fullmatch(value):
+        raise ValueError(f"{value!r} is not an E.164 number: {E164_HINT}")
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"{value!r} is not an E.164 number: {E164_HINT}") from exc
+    if not phonenumbers.is_possible_number(parsed):
+        raise ValueError(f"{value!r} is not a possible phone number: {E164_HINT}")
+    return value
+
+
+def keypad(value: str) -> str:
+    """Digits an employee can type: 0-9, * and #; never '+' (phones cannot dial it)."""
+    if not _KEYPAD.fullmatch(value):
+        raise ValueError(f"{value!r} may use only the keypad symbols 0-9, * and #")
+    return value
+
+
+def identifier(value: str) -> str:
+    """Ids end up in dialplan extensions and Stasis arguments, where ',' or ';' would break."""
+    if not _IDENT.fullmatch(value):
+        raise ValueError(
+            f"invalid id {value!r}: start with a letter, then letters, digits, '_' or '-'"
+        )
+    return value
+
+
+def sound_ref(value: str) -> str:
+    if not _SOUND.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a sound reference: expected sound:<name> or recording:<name>"
+        )
+    return value
+
+
+def timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {value!r} (expected an IANA name like Europe/Paris)"
+        ) from exc
+    return value
+
+
+def _clock(hours: str, minutes: str, text: str) -> dt.time:
+    h, m = int(hours), int(minutes)
+    if h == 24 and m == 0:
+        return _END_OF_DAY
+    if h > 23 or m > 59:
+        raise ValueError(f"{text!r} is not a time of day")
+    return dt.time(h, m)
+
+
+def parse_windows(value: str) -> list[tuple[dt.time, dt.time]]:
+    """'09:00-12:00,14:00-18:00' -> sorted, non-overlapping (start, end) pairs."""
+    windows: list[tuple[dt.time, dt.time]] = []
+    for part in value.split(","):
+        text = part.strip()
+        match = _WINDOW.fullmatch(text)
+        if not match:
+            raise ValueError(
+                f"{text!r} is not an opening window: expected HH:MM-HH:MM, "
+                "several separated by commas"
+            )
+        start = _clock(match[1], match[2], text)
+        end = _clock(match[3], match[4], text)
+        if start >= end:
+            raise ValueError(f"window {text!r} ends before it starts")
+        windows.append((start, end))
+    windows.sort()
+    for (_, prev_end), (next_start, _) in zip(windows, windows[1:], strict=False):
+        if next_start < prev_end:
+            raise ValueError(f"windows overlap in {value!r}")
+    return windows
+
+
+def parse_holiday(value: str) -> dt.date | tuple[int, int]:
+    """'25.12' -> (day, month) every year; '2027-04-05' -> that one date."""
+    match = _DAY_MONTH.fullmatch(value)
+    if match:
+        day, month = int(match[1]), int(match[2])
+        try:
+            dt.date(2000, month, day)  # a leap year, so 29.02 is a valid yearly holiday
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid day and month (DD.MM)") from exc
+        return day, month
+    try:
+        return dt.date.fromisoformat(value) if len(value) == 10 else _bad_holiday(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not a holiday: expected DD.MM (every year) or YYYY-MM-DD"
+        ) from exc
+
+
+def _bad_holiday(value: str) -> dt.date:
+    raise ValueError(value)

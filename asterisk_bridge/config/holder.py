@@ -1,0 +1,62 @@
+"""The running configuration and its reloads.
+
+A reload builds a whole new Config and swaps one reference, so a call that already
+holds the previous object keeps a consistent view until it ends. A reload that fails
+validation changes nothing but last_error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import watchfiles
+
+from .errors import ConfigError, ConfigIssue
+from .loader import load_config
+from .schema import Config
+
+log = logging.getLogger("numcfg.config")
+
+
+class ConfigHolder:
+    def __init__(self, path: str | Path, *, env: Mapping[str, str] | None = None) -> None:
+        self.path = Path(path)
+        self._env = env
+        self.current: Config = load_config(self.path, env=env)  # first failure propagates
+        self.last_error: list[ConfigIssue] | None = None
+        self.generation: int = 0
+
+    def reload(self) -> bool:
+        """Load the file again; True if the new config replaced the current one."""
+        try:
+            config = load_config(self.path, env=self._env)
+        except ConfigError as exc:
+            self.last_error = exc.issues
+            log.error(
+                "config reload failed, keeping generation %d: %d issue(s)",
+                self.generation,
+                len(exc.issues),
+            )
+            for issue in exc.issues:
+                log.error("%s", issue)
+            return False
+        self.current = config
+        self.last_error = None
+        self.generation += 1
+        log.info("config reloaded from %s (generation %d)", self.path, self.generation)
+        return True
+
+    async def watch(self) -> None:
+        """Reload whenever the file changes; runs until cancelled.
+
+        The folder is watched, not the file: many editors save by renaming a new file
+        over the old one, which a watch on the old inode would never see. watchfiles
+        waits on inotify and groups a burst of writes into one change set, so a save
+        causes one reload, not one per write.
+        """
+        folder = self.path.absolute().parent
+        async for changes in watchfiles.awatch(folder, recursive=False):
+            if any(Path(changed).name == self.path.name for _, changed in changes):
+                self.reload()

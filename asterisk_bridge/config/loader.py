@@ -1,0 +1,222 @@
+"""Load a config file: YAML with positions, ${VAR}, schema, then cross-checks.
+
+Every stage reports into one list, so `numcfg check` shows all mistakes of a file at
+once, each as file:line:col: path: message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from . import checks
+from .errors import ConfigError, ConfigIssue
+from .schema import Config
+from .yamlmarks import Document, KeyPath, Pos, YamlSyntaxError, parse
+
+__all__ = ["ConfigError", "ConfigIssue", "load_config", "load_config_text"]
+
+# Values shorter than this are not blanked out of messages: masking "1" or "en" would
+# garble every message while protecting nothing worth protecting.
+_MIN_SECRET_LEN = 4
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([ConfigIssue(str(path), 1, 1, "", f"cannot read: {reason}")]) from None
+    config = load_config_text(text, filename=str(path), env=env, base_dir=path.resolve().parent)
+    config._source_path = path.resolve()
+    return config
+
+
+def load_config_text(
+    text: str,
+    *,
+    filename: str = "numcfg.yaml",
+    env: Mapping[str, str] | None = None,
+    base_dir: str | Path | None = None,
+) -> Config:
+    env = os.environ if env is None else env
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    try:
+        doc = parse(text, env)
+    except YamlSyntaxError as exc:
+        raise ConfigError([ConfigIssue(filename, exc.pos.line, exc.pos.col, "", exc.message)])
+    issues = [_issue(filename, p.path, p.pos, p.message) for p in doc.problems]
+    config: Config | None = None
+    if not isinstance(doc.data, dict):
+        issues.append(_issue(filename, (), Pos(1, 1), "the file must be a mapping of keys"))
+    else:
+        try:
+            config = Config.model_validate(doc.data, context={"base_dir": base})
+        except ValidationError as exc:
+            issues += [_from_pydantic(filename, doc, err) for err in exc.errors()]
+    if config is not None:
+        issues += [
+            _issue(filename, path, _position(doc, path), message)
+            for path, message in checks.check(config)
+        ]
+    if issues:
+        raise ConfigError(_finish(issues, doc.secrets, doc))
+    assert config is not None  # no issues means the schema accepted the document
+    return config
+
+
+def _finish(issues: list[ConfigIssue], secrets: set[str], doc: Document) -> list[ConfigIssue]:
+    # A missing ${VAR} leaves its placeholder in place; errors about that placeholder
+    # would only repeat the first complaint in a confusing way.
+    env_paths = {i.path for i in issues if i.message.startswith("environment variable")}
+    kept = [
+        i for i in issues if i.message.startswith("environment variable") or i.path not in env_paths
+    ]
+    unique = sorted(set(map(_redact(secrets), kept)), key=lambda i: (i.line, i.col, i.path))
+    return unique
+
+
+def _redact(secrets: set[str]) -> Any:
+    masks = sorted((s for s in secrets if len(s) >= _MIN_SECRET_LEN), key=len, reverse=True)
+
+    def redact(issue: ConfigIssue) -> ConfigIssue:
+        message = issue.message
+        for secret in masks:
+            message = message.replace(secret, "***")
+        if message == issue.message:
+            return issue
+        return ConfigIssue(issue.file, issue.line, issue.col, issue.path, message)
+
+    return redact
+
+
+def _issue(filename: str, path: Sequence[Hashable], pos: Pos, message: str) -> ConfigIssue:
+    return ConfigIssue(filename, pos.line, pos.col, dotted(path), message)
+
+
+def dotted(path: Sequence[Hashable]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _position(doc: Document, path: KeyPath) -> Pos:
+    """The value written at path, else the nearest enclosing mapping that exists."""
+    for end in range(len(path), -1, -1):
+        marks = doc.marks.get(path[:end])
+        if marks is not None:
+            return marks.value
+    return Pos(1, 1)
+
+
+# --- pydantic errors -> positions --------------------------------------------------------
+
+_MESSAGES = {
+    "dict_type": "expected a mapping of keys",
+    "model_type": "expected a mapping of keys",
+    "model_attributes_type": "expected a mapping of keys",
+    "list_type": "expected a list",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+}
+
+
+def _from_pydantic(filename: str, doc: Document, err: ErrorDetails) -> ConfigIssue:
+    path, rest = _walk(doc.data, err["loc"])
+    kind = err["type"]
+    marks = doc.marks.get(path)
+    message = _message(err)
+    shown: list[Hashable] = [*path, *(r for r in rest if r != "[key]")]
+    if kind == "missing" or kind == "union_tag_not_found":
+        # The key is not there to point at: point at the mapping that lacks it.
+        if kind == "union_tag_not_found":
+            shown.append("action")
+        pos = marks.value if marks else _position(doc, path)
+    elif kind == "union_tag_invalid" and (*path, "action") in doc.marks:
+        shown = [*path, "action"]
+        pos = doc.marks[(*path, "action")].value
+    elif kind == "extra_forbidden" or rest == ["[key]"]:
+        pos = (marks.key or marks.value) if marks else _position(doc, path)
+    else:
+        pos = marks.value if marks else _position(doc, path)
+    return _issue(filename, shown, pos, message)
+
+
+def _message(err: ErrorDetails) -> str:
+    kind = err["type"]
+    if kind == "value_error":
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    if kind == "missing":
+        return f"missing required key {err['loc'][-1]!r}"
+    if kind == "extra_forbidden":
+        return f"unknown key {err['loc'][-1]!r}"
+    if kind == "union_tag_not_found":
+        return "missing 'action' (queue, menu, employee, voicemail, forward, repeat or hangup)"
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        return (
+            f"unknown action {tag!r}: expected queue, menu, employee, voicemail, "
+            "forward, repeat or hangup"
+        )
+    if kind == "string_pattern_mismatch" and err["loc"][-2:-1] == ("extension",):
+        return 'an extension is 1 to 4 digits, written as a quoted string like "101"'
+    if kind == "literal_error":
+        return err["msg"].replace("Input should be", "expected")
+    message = _MESSAGES.get(kind, err["msg"])
+    # Never echo the input itself (it may be a secret); only say what YAML made of it.
+    if kind == "string_type" and isinstance(err.get("input"), int | float):
+        message += " (YAML read a number here: quote it)"
+    return message
+
+
+def _walk(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, list[Hashable]]:
+    """Follow pydantic's loc through the parsed data, skipping union tags.
+
+    pydantic puts the chosen tag of a discriminated union into loc
+    (('after_hours', 'queue', 'queue') for {action: queue, queue: ...}); tags are not
+    keys of the file, so they must not appear in the path shown to the operator.
+    """
+    node = data
+    path: list[Hashable] = []
+    i = 0
+    tag_skipped = False
+    while i < len(loc):
+        part = loc[i]
+        if isinstance(node, dict):
+            is_tag = not tag_skipped and (
+                node.get("action") == part
+                or (path[-1:] == ["hold_music"] and part in ("file", "language"))
+            )
+            if is_tag:
+                tag_skipped = True
+                i += 1
+                continue
+            if part in node:
+                node = node[part]
+                path.append(part)
+                tag_skipped = False
+                i += 1
+                continue
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+            tag_skipped = False
+            i += 1
+            continue
+        break
+    return tuple(path), list(loc[i:])

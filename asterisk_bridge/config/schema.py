@@ -1,0 +1,357 @@
+"""The configuration file as pydantic models (SPEC section 3).
+
+Every model forbids unknown keys, so a typo fails at load time instead of silently
+falling back to a default during a live call. Models are frozen: a call in progress
+keeps the Config object it started with, and a reload swaps in a new one.
+
+Checks that need more than one value (references, cycles, uniqueness, allowlist) are
+in checks.py; this module only knows the shape and the format of each value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationInfo,
+    model_validator,
+)
+
+from . import formats
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax mode reads true as 1; "ring_time: true" is a mistake, not one second.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
+Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
+E164 = Annotated[str, AfterValidator(formats.e164)]
+Keypad = Annotated[str, AfterValidator(formats.keypad)]
+Ident = Annotated[str, AfterValidator(formats.identifier)]
+SoundRef = Annotated[str, AfterValidator(formats.sound_ref)]
+TimeZone = Annotated[str, AfterValidator(formats.timezone)]
+Extension = Annotated[str, Field(pattern=r"^[0-9]{1,4}$")]
+DigitKey = Annotated[str, AfterValidator(formats.keypad)]
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Windows = Annotated[str, AfterValidator(lambda v: formats.parse_windows(v) and v)]
+Holiday = Annotated[str, AfterValidator(lambda v: formats.parse_holiday(v) and v)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- actions -------------------------------------------------------------------------
+
+
+class QueueAction(_Model):
+    action: Literal["queue"]
+    queue: Ident
+
+
+class MenuAction(_Model):
+    action: Literal["menu"]
+    menu: Ident
+
+
+class EmployeeAction(_Model):
+    action: Literal["employee"]
+    employee: Ident
+
+
+class VoicemailAction(_Model):
+    action: Literal["voicemail"]
+    employee: Ident | None = None  # None: the number's own mailbox
+
+
+class ForwardAction(_Model):
+    action: Literal["forward"]
+    to: E164
+
+
+class RepeatAction(_Model):
+    """Replays the menu; meaningful only as an IVR option (checked in checks.py)."""
+
+    action: Literal["repeat"]
+
+
+class HangupAction(_Model):
+    action: Literal["hangup"]
+    message: SoundRef | None = None
+
+
+Action = Annotated[
+    QueueAction
+    | MenuAction
+    | EmployeeAction
+    | VoicemailAction
+    | ForwardAction
+    | RepeatAction
+    | HangupAction,
+    Field(discriminator="action"),
+]
+
+_HANGUP = HangupAction(action="hangup")
+
+
+# --- top-level sections ----------------------------------------------------------------
+
+
+class WorkdayCodes(_Model):
+    """Feature codes dialed from an employee's phone (Stasis(numcfg,workday,...))."""
+
+    start: Keypad = "*71"
+    pause: Keypad = "*72"
+    resume: Keypad = "*73"
+    end: Keypad = "*74"
+
+
+class AsteriskSettings(_Model):
+    ari_url: str
+    username: str
+    password: str = Field(repr=False)  # repr=False keeps it out of logs and tracebacks
+    app: Ident = "numcfg"
+    trunk: str = "PJSIP/{number}@provider"  # {number} is replaced by an E.164 number
+    workday_codes: WorkdayCodes = WorkdayCodes()
+
+
+class ApiSettings(_Model):
+    listen: str = "127.0.0.1:8090"
+    token: str | None = Field(default=None, repr=False)
+
+
+Plan = Literal["free", "project_plus", "start_plus", "crm_plus", "standard", "professional"]
+
+
+class AccountSettings(_Model):
+    plan: Plan = "professional"
+    timezone: TimeZone = "UTC"
+    admin_email: str | None = None
+    smtp: str | None = None
+    # fnmatch patterns; empty means no external destination at all, the safe default.
+    external_allowlist: list[str] = []
+
+
+class StorageSettings(_Model):
+    # The loader fills both beside the config file when absent (see Config._defaults).
+    recordings: str = "recordings"
+    voicemail: str = "voicemail"
+
+
+class CrmSettings(_Model):
+    backend: Literal["builtin", "bitrix24", "webhook"] = "builtin"
+    url: str | None = None
+    timeout: Seconds = 1.0
+
+
+class Employee(_Model):
+    name: str
+    extension: Extension
+    endpoint: str  # dial string of the desk phone, e.g. PJSIP/101
+    mobile: E164 | None = None
+
+
+class Queue(_Model):
+    members: Annotated[list[Ident], Field(min_length=1)]
+    distribution: Literal["evenly", "in_order", "all_at_once"] = "evenly"
+    ring_time: Seconds = 15
+    max_wait: Seconds = 120
+    fallback: Action = _HANGUP
+    announce_position: bool = False
+
+
+class IvrMenu(_Model):
+    prompt: SoundRef | None = None
+    first_digit_timeout: Seconds = 5
+    inter_digit_timeout: Seconds = 3
+    retries: Count = 3
+    options: dict[DigitKey, Action] = {}
+    on_failure: Action = _HANGUP
+
+
+class Schedule(_Model):
+    timezone: TimeZone | None = None  # None: account.timezone
+    week: dict[Day, Windows] = {}
+    holidays: list[Holiday] = []
+
+    def open_windows(self) -> dict[str, list[tuple[dt.time, dt.time]]]:
+        """Parsed week; a day absent is closed (dt.time.max stands for 24:00)."""
+        return {day: formats.parse_windows(text) for day, text in self.week.items()}
+
+    def holiday_dates(self) -> list[dt.date | tuple[int, int]]:
+        """ISO dates, and (day, month) pairs that recur every year."""
+        return [formats.parse_holiday(text) for text in self.holidays]
+
+
+# --- numbers ---------------------------------------------------------------------------
+
+
+class ExtensionDialing(_Model):
+    enabled: bool = False
+    ring_time: Seconds = 20
+    no_answer: Literal["continue", "forward_to_mobile", "voicemail"] = "continue"
+
+
+class CrmResponsible(_Model):
+    enabled: bool = False
+    no_answer: Literal["queue", "forward_to_mobile", "voicemail"] = "queue"
+
+
+class Routing(_Model):
+    sip_to_header: bool = False
+    greeting: SoundRef | None = None
+    extension_dialing: ExtensionDialing = ExtensionDialing()
+    ivr: Ident | None = None
+    crm_responsible: CrmResponsible = CrmResponsible()
+    queue: Ident | None = None
+    skip_absent_employees: bool = True
+
+
+class WorkingHours(_Model):
+    schedule: Ident | None = None  # None: always open
+    after_hours: Action = _HANGUP
+
+
+class NumberCrm(_Model):
+    create_lead: Literal["incoming", "outgoing", "both", "never"] = "never"
+    lead_source: str = "CALL"
+    exceptions: list[E164] = []
+    reassign_lead_on_transfer: bool = False
+
+
+class Recording(_Model):
+    record_all: bool = False
+    warning: bool = True  # announcing recording is the lawful default where it is on
+    transcribe: bool = False
+
+
+class Outbound(_Model):
+    selectable: bool = False
+    prefix: Keypad | None = None
+    allowed_employees: Literal["all"] | list[Ident] = "all"
+
+
+class Callback(_Model):
+    attempts: Count = 3
+    delay: Seconds = 300
+
+
+HoldLanguage = Literal["en", "de", "ru", "uk", "es", "pt", "fr"]
+
+
+class HoldMusicLanguage(_Model):
+    language: HoldLanguage = "en"
+
+
+class HoldMusicFile(_Model):
+    file: str  # relative paths are resolved against the config file's folder
+
+
+def _hold_music_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "file" if "file" in value else "language"
+    return "file" if isinstance(value, HoldMusicFile) else "language"
+
+
+HoldMusic = Annotated[
+    Annotated[HoldMusicLanguage, Tag("language")] | Annotated[HoldMusicFile, Tag("file")],
+    Discriminator(_hold_music_kind),
+]
+
+
+class Number(_Model):
+    number: E164
+    name: str | None = None
+    connection: Literal["rented", "sip_pbx", "sip_cloud"] = "rented"
+    routing: Routing = Routing()
+    working_hours: WorkingHours = WorkingHours()
+    crm: NumberCrm = NumberCrm()
+    recording: Recording = Recording()
+    rating: bool = False
+    outbound: Outbound = Outbound()
+    callback: Callback | None = None  # None: missed calls create no callback job
+    backup_number: E164 | None = None
+    forward_caller_id: str | None = None  # a number id or an E.164 number (checks.py)
+    hold_music: HoldMusic = HoldMusicLanguage()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hold_music_beside_config(cls, data: Any, info: ValidationInfo) -> Any:
+        base = (info.context or {}).get("base_dir")
+        music = data.get("hold_music") if isinstance(data, dict) else None
+        if base is None or not isinstance(music, dict) or not _relative(music.get("file")):
+            return data
+        return data | {"hold_music": music | {"file": str(Path(base) / music["file"])}}
+
+
+# --- root ------------------------------------------------------------------------------
+
+
+class Config(_Model):
+    version: Literal[1]
+    asterisk: AsteriskSettings
+    store: str = "sqlite:///numcfg.sqlite3"
+    api: ApiSettings = ApiSettings()
+    account: AccountSettings = AccountSettings()
+    storage: StorageSettings = StorageSettings()
+    crm: CrmSettings = CrmSettings()
+    employees: dict[Ident, Employee] = {}
+    queues: dict[Ident, Queue] = {}
+    ivr_menus: dict[Ident, IvrMenu] = {}
+    schedules: dict[Ident, Schedule] = {}
+    numbers: dict[Ident, Number] = {}
+
+    # Where the config came from; not a key of the file, so not in the JSON Schema.
+    _source_path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_path(self) -> Path | None:
+        return self._source_path
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        """Place the defaults that depend on where the config file is.
+
+        A service started by systemd runs in '/', so paths relative to the working
+        directory would land somewhere surprising; paths beside the file do not.
+        """
+        base = (info.context or {}).get("base_dir")
+        if base is None or not isinstance(data, dict):
+            return data
+        base = Path(base)
+        data = dict(data)
+        data.setdefault("store", f"sqlite:///{base}/numcfg.sqlite3")
+        storage = data.get("storage", {})
+        if isinstance(storage, dict):
+            storage = dict(storage)
+            for name in ("recordings", "voicemail"):
+                value = storage.get(name, name)
+                if _relative(value):
+                    storage[name] = str(base / value)
+            data["storage"] = storage
+        return data
+
+    def employee_by_extension(self, extension: str) -> str | None:
+        for employee_id, employee in self.employees.items():
+            if employee.extension == extension:
+                return employee_id
+        return None
+
+
+def _relative(path: Any) -> bool:
+    return isinstance(path, str) and not Path(path).is_absolute()
