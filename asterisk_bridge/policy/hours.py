@@ -1,0 +1,246 @@
+"""Working hours: is a number open at an instant, and when does it open next.
+
+All comparisons happen on the schedule's local wall clock, because that is how an
+operator writes hours ("09:00-18:00" in Paris means 09:00 on the office clock, whatever
+the offset that day). Consequences across DST changes, which the tests pin down:
+
+* spring forward (Europe/Paris, last Sunday of March, 02:00 -> 03:00): wall times in the
+  gap never occur, so a window "01:00-04:00" lasts two real hours that day, and a window
+  entirely inside the gap ("02:15-02:45") does not open at all;
+* fall back (last Sunday of October, 03:00 -> 02:00): 02:00-03:00 occurs twice and a
+  window covering it is open during both passes, lasting one real hour longer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from itertools import pairwise
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""Keys of `Schedule.week`, indexed by `date.weekday()`."""
+
+END_OF_DAY = time.max
+"""What "24:00" parses to: a window may run up to midnight, and it stays open until then."""
+
+# How far next_opening looks ahead: a full year (plus a leap day) covers every weekly
+# pattern and every yearly holiday, so "nothing within it" means "never".
+LOOKAHEAD_DAYS = 366
+
+_CLOCK = re.compile(r"(?P<h>[01]\d|2[0-4]):(?P<m>[0-5]\d)")
+_YEARLY = re.compile(r"(?P<d>\d{2})\.(?P<m>\d{2})")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A weekly timetable in one time zone, with days off.
+
+    `week` maps "mon".."sun" to windows ("09:00-18:00" or "09:00-12:00,14:00-18:00");
+    a day absent is closed all day, and an empty `week` is never open. `holidays` are
+    "DD.MM" (every year) or "YYYY-MM-DD" (that day only), both closed all day and
+    compared with the local date, not the UTC one.
+    """
+
+    timezone: str
+    week: Mapping[str, str]
+    holidays: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Holiday:
+    """A parsed holiday: `year` is None for one that repeats every year."""
+
+    month: int
+    day: int
+    year: int | None = None
+
+    def matches(self, day: date) -> bool:
+        """True when `day` is this holiday (a yearly 29.02 only matches leap years)."""
+        return (
+            day.month == self.month
+            and day.day == self.day
+            and (self.year is None or day.year == self.year)
+        )
+
+
+def _parse_clock(text: str, *, what: str) -> time:
+    """Parse "HH:MM"; "24:00" is allowed and means the end of the day."""
+    found = _CLOCK.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"{what} {text.strip()!r} is not a time of day HH:MM")
+    hour, minute = int(found["h"]), int(found["m"])
+    if hour == 24:
+        if minute:
+            raise ValueError(f"{what} {text.strip()!r} is past 24:00")
+        return END_OF_DAY
+    return time(hour, minute)
+
+
+def parse_windows(text: str) -> list[tuple[time, time]]:
+    """Parse one day's windows, e.g. "09:00-12:00,14:00-18:00", sorted by start.
+
+    Raises ValueError naming the faulty part, so the config checker can report it at
+    load time instead of a call finding out. Windows must not be empty, reversed
+    (a window over midnight is two days' windows) or overlapping, since each of those is
+    almost always a typo. Each window is [start, end): start inclusive, end exclusive;
+    "24:00" ends at midnight.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("expected open windows like '09:00-18:00', got nothing")
+    windows: list[tuple[time, time]] = []
+    for part in text.split(","):
+        bounds = part.split("-")
+        if len(bounds) != 2:
+            raise ValueError(f"window {part.strip()!r} is not START-END like '09:00-18:00'")
+        start = _parse_clock(bounds[0], what="start")
+        if start is END_OF_DAY:
+            raise ValueError(f"window {part.strip()!r} starts at 24:00")
+        end = _parse_clock(bounds[1], what="end")
+        if end <= start:
+            raise ValueError(
+                f"window {part.strip()!r} ends before it starts "
+                "(split a window over midnight between two days)"
+            )
+        windows.append((start, end))
+    windows.sort()
+    for (_, end), (start, _) in pairwise(windows):
+        if start < end:
+            raise ValueError(f"windows in {text.strip()!r} overlap")
+    return windows
+
+
+def parse_holiday(text: str) -> Holiday:
+    """Parse "DD.MM" (yearly) or "YYYY-MM-DD" (one day); ValueError if neither."""
+    raw = text.strip() if isinstance(text, str) else ""
+    if found := _YEARLY.fullmatch(raw):
+        day, month = int(found["d"]), int(found["m"])
+        try:
+            date(2024, month, day)  # a leap year, so 29.02 is accepted
+        except ValueError:
+            raise ValueError(f"holiday {text!r} is not a real day DD.MM") from None
+        return Holiday(month=month, day=day)
+    # Same acceptance as the config checker (any 10-character ISO date), so a schedule
+    # that passed the load-time check can never fail here in the middle of a call.
+    if len(raw) == 10 and raw[:4].isdigit():
+        try:
+            when = date.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(f"holiday {text!r} is not a real date YYYY-MM-DD") from None
+        return Holiday(month=when.month, day=when.day, year=when.year)
+    raise ValueError(f"holiday {text!r} is neither DD.MM (every year) nor YYYY-MM-DD")
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone `name`, or ValueError (ZoneInfoNotFoundError is a KeyError)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+def check_schedule(schedule: Schedule) -> None:
+    """Raise ValueError for the first problem in `schedule`, for load-time checks.
+
+    is_open and next_opening raise the same errors, but a config checker wants them
+    before the first call rather than during one.
+    """
+    zone(schedule.timezone)
+    for key, text in schedule.week.items():
+        if key not in WEEKDAYS:
+            raise ValueError(f"unknown day {key!r}; use one of {', '.join(WEEKDAYS)}")
+        try:
+            parse_windows(text)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    for text in schedule.holidays:
+        parse_holiday(text)
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware; a naive time has no instant")
+
+
+def _day_windows(schedule: Schedule, day: date) -> list[tuple[time, time]]:
+    """The windows that apply on local date `day` (none on a holiday or day off)."""
+    if any(parse_holiday(text).matches(day) for text in schedule.holidays):
+        return []
+    text = schedule.week.get(WEEKDAYS[day.weekday()])
+    return [] if text is None else parse_windows(text)
+
+
+def _inside(clock: time, window: tuple[time, time]) -> bool:
+    start, end = window
+    return start <= clock and (clock < end or end is END_OF_DAY)
+
+
+def is_open(schedule: Schedule | None, now: datetime) -> bool:
+    """True when `now` (aware, any zone) falls in an open window of the local day.
+
+    None means no schedule, i.e. always open, matching `working_hours.schedule: null`.
+    """
+    if schedule is None:
+        return True
+    _require_aware(now)
+    local = now.astimezone(zone(schedule.timezone))
+    clock = local.time().replace(tzinfo=None)
+    return any(_inside(clock, w) for w in _day_windows(schedule, local.date()))
+
+
+def _first_instant_at_or_after(day: date, clock: time, tz: tzinfo) -> datetime:
+    """The earliest instant whose local wall time on `day` is `clock` or later.
+
+    Usually that is simply `clock` on `day`. When `clock` falls in a spring-forward gap
+    it never shows on the wall, so the answer is the transition instant itself (the wall
+    jumps from before `clock` to after it). Found by bisection between the two readings
+    of the gap time, because zoneinfo exposes no transition list.
+    """
+    naive = datetime.combine(day, clock)
+    candidate = naive.replace(tzinfo=tz)
+    if candidate.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == naive:
+        return candidate
+    # In a gap: fold=1 reads it with the later offset (an instant before the jump),
+    # fold=0 with the earlier one (an instant after it).
+    low = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    high = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if low > high:
+        low, high = high, low
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).replace(tzinfo=None) >= naive:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0).astimezone(tz)
+
+
+def next_opening(schedule: Schedule | None, now: datetime) -> datetime | None:
+    """The earliest instant at or after `now` when `is_open` holds, in the schedule's zone.
+
+    Returns `now` itself when already open (None schedule included), and None when the
+    schedule does not open within LOOKAHEAD_DAYS, i.e. never. Meant for messages such as
+    "we open at 09:00", so it is exact to the second, not the microsecond.
+    """
+    if schedule is None:
+        return now
+    _require_aware(now)
+    if is_open(schedule, now):
+        return now.astimezone(zone(schedule.timezone))
+    tz = zone(schedule.timezone)
+    # Compare instants in UTC: aware datetimes sharing a tzinfo compare by wall time and
+    # ignore `fold`, which would confuse the two passes of a fall-back hour.
+    instant = now.astimezone(UTC)
+    today = now.astimezone(tz).date()
+    for offset in range(LOOKAHEAD_DAYS + 1):
+        day = today + timedelta(days=offset)
+        for window in _day_windows(schedule, day):
+            first = _first_instant_at_or_after(day, window[0], tz)
+            # A start in a fall-back hour shows twice; the second pass may still be ahead.
+            for opening in (first, first.replace(fold=1)):
+                # The window may be over already, or swallowed whole by a DST gap.
+                if opening.astimezone(UTC) >= instant and is_open(schedule, opening):
+                    return opening.astimezone(UTC).astimezone(tz)
+    return None
