@@ -228,12 +228,11 @@ def _check_employees(config: Config) -> Iterator[Finding]:
     owners: dict[str, str] = {}
     for eid, employee in config.employees.items():
         path: KeyPath = ("employees", eid)
-        if employee.extension in owners:
+        owner = owners.get(employee.extension)
+        if owner is not None:
             yield (
                 (*path, "extension"),
-                (
-                    f"extension {employee.extension!r} is already employees.{owners[employee.extension]}"
-                ),
+                (f"extension {employee.extension!r} is already employees.{owner}"),
             )
         owners.setdefault(employee.extension, eid)
         if employee.mobile is not None:

@@ -9,6 +9,7 @@ so the format has exactly one definition.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import zoneinfo
 
@@ -99,7 +100,7 @@ def parse_windows(value: str) -> list[tuple[dt.time, dt.time]]:
             raise ValueError(f"window {text!r} ends before it starts")
         windows.append((start, end))
     windows.sort()
-    for (_, prev_end), (next_start, _) in zip(windows, windows[1:], strict=False):
+    for (_, prev_end), (next_start, _) in itertools.pairwise(windows):
         if next_start < prev_end:
             raise ValueError(f"windows overlap in {value!r}")
     return windows
@@ -115,13 +116,9 @@ def parse_holiday(value: str) -> dt.date | tuple[int, int]:
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a valid day and month (DD.MM)") from exc
         return day, month
-    try:
-        return dt.date.fromisoformat(value) if len(value) == 10 else _bad_holiday(value)
-    except ValueError as exc:
-        raise ValueError(
-            f"{value!r} is not a holiday: expected DD.MM (every year) or YYYY-MM-DD"
-        ) from exc
-
-
-def _bad_holiday(value: str) -> dt.date:
-    raise ValueError(value)
+    if len(value) == 10:  # fromisoformat would also take 20270405; we want YYYY-MM-DD
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r} is not a holiday: expected DD.MM (every year) or YYYY-MM-DD")

@@ -50,8 +50,9 @@ def load_config_text(
     try:
         doc = parse(text, env)
     except YamlSyntaxError as exc:
-        raise ConfigError([ConfigIssue(filename, exc.pos.line, exc.pos.col, "", exc.message)])
-    issues = [_issue(filename, p.path, p.pos, p.message) for p in doc.problems]
+        issue = ConfigIssue(filename, exc.pos.line, exc.pos.col, "", exc.message)
+        raise ConfigError([issue]) from None
+    issues = [_issue(filename, p.path, p.pos, p.message, doc.data) for p in doc.problems]
     config: Config | None = None
     if not isinstance(doc.data, dict):
         issues.append(_issue(filename, (), Pos(1, 1), "the file must be a mapping of keys"))
@@ -62,7 +63,7 @@ def load_config_text(
             issues += [_from_pydantic(filename, doc, err) for err in exc.errors()]
     if config is not None:
         issues += [
-            _issue(filename, path, _position(doc, path), message)
+            _issue(filename, path, _position(doc, path), message, doc.data)
             for path, message in checks.check(config)
         ]
     if issues:
@@ -96,18 +97,31 @@ def _redact(secrets: set[str]) -> Any:
     return redact
 
 
-def _issue(filename: str, path: Sequence[Hashable], pos: Pos, message: str) -> ConfigIssue:
-    return ConfigIssue(filename, pos.line, pos.col, dotted(path), message)
+def _issue(
+    filename: str, path: Sequence[Hashable], pos: Pos, message: str, data: Any = None
+) -> ConfigIssue:
+    return ConfigIssue(filename, pos.line, pos.col, dotted(path, data), message)
 
 
-def dotted(path: Sequence[Hashable]) -> str:
+def dotted(path: Sequence[Hashable], data: Any = None) -> str:
+    """numbers.paris.routing.queue; list items as members[1]; a dict key 1 stays .1"""
     text = ""
+    node = data
     for part in path:
-        if isinstance(part, int) and not isinstance(part, bool):
+        if isinstance(node, list) and isinstance(part, int):
             text += f"[{part}]"
         else:
             text += f".{part}" if text else str(part)
+        node = _child(node, part)
     return text
+
+
+def _child(node: Any, part: Hashable) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
 
 
 def _position(doc: Document, path: KeyPath) -> Pos:
@@ -154,7 +168,7 @@ def _from_pydantic(filename: str, doc: Document, err: ErrorDetails) -> ConfigIss
         pos = (marks.key or marks.value) if marks else _position(doc, path)
     else:
         pos = marks.value if marks else _position(doc, path)
-    return _issue(filename, shown, pos, message)
+    return _issue(filename, shown, pos, message, doc.data)
 
 
 def _message(err: ErrorDetails) -> str:
@@ -173,7 +187,7 @@ def _message(err: ErrorDetails) -> str:
             f"unknown action {tag!r}: expected queue, menu, employee, voicemail, "
             "forward, repeat or hangup"
         )
-    if kind == "string_pattern_mismatch" and err["loc"][-2:-1] == ("extension",):
+    if kind == "string_pattern_mismatch" and err["loc"][-1:] == ("extension",):
         return 'an extension is 1 to 4 digits, written as a quoted string like "101"'
     if kind == "literal_error":
         return err["msg"].replace("Input should be", "expected")
