@@ -18,6 +18,7 @@ import yaml
 KeyPath = tuple[Hashable, ...]
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 # ${VAR}, ${VAR:-default}, and $$ for a literal '$'.
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -98,27 +99,45 @@ class _Builder:
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[Hashable, Any]:
-        self.loader.flatten_mapping(node)  # resolves '<<: *anchor' merge keys
         result: dict[Hashable, Any] = {}
         first_seen: dict[Hashable, Pos] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node, merged in self._pairs(node):
             key_pos = Pos.of(key_node.start_mark)
             key = self.loader.construct_object(key_node, deep=True)
             if not isinstance(key, Hashable) or isinstance(key, list | dict):
                 self.doc.problems.append(Problem(path, key_pos, "a key must be a plain value"))
                 continue
             if key in first_seen:
-                self.doc.problems.append(
-                    Problem(
-                        (*path, key),
-                        key_pos,
-                        f"duplicate key {key!r} (first at line {first_seen[key].line})",
-                    )
-                )
+                if not merged:  # keys written here override '<<' merged ones, by YAML rules
+                    message = f"duplicate key {key!r} (first at line {first_seen[key].line})"
+                    self.doc.problems.append(Problem((*path, key), key_pos, message))
                 continue
             first_seen[key] = key_pos
             result[key] = self.build(value_node, (*path, key), key_pos)
         return result
+
+    def _pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node, bool]]:
+        """The mapping's own pairs first, then those of '<<: *anchor' merges.
+
+        Our own merge handling rather than PyYAML's flatten_mapping, which puts merged
+        pairs first and so would make an override look like a duplicate key.
+        """
+        own: list[tuple[yaml.Node, yaml.Node, bool]] = []
+        merged: list[tuple[yaml.Node, yaml.Node, bool]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                own.append((key_node, value_node, False))
+                continue
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "'<<' merges only mappings", source.start_mark
+                    )
+                merged += [(k, v, True) for k, v, _ in self._pairs(source)]
+        return own + merged
 
     def _expand(self, value: str, path: KeyPath, pos: Pos) -> str:
         def substitute(match: re.Match[str]) -> str:
