@@ -56,6 +56,35 @@ def identifier(value: str) -> str:
     return value
 
 
+def http_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError(f"{value!r} is not an http(s) URL, e.g. http://127.0.0.1:8088/ari")
+    return value
+
+
+def listen_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:8090")
+    return value
+
+
+def store_url(value: str) -> str:
+    # The store accepts SQLAlchemy URLs of these two families only (SPEC section 1).
+    if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
+        raise ValueError(
+            f"{value!r} is not a store URL: expected sqlite:///PATH or postgresql://..."
+        )
+    return value
+
+
+def allow_pattern(value: str) -> str:
+    # Patterns are matched against E.164 numbers, which always start with '+'.
+    if not re.fullmatch(r"\+[0-9*?\[\]!-]*", value):
+        raise ValueError(f"{value!r} is not a number pattern: expected e.g. +33* or +3225??????")
+    return value
+
+
 def sound_ref(value: str) -> str:
     if not _SOUND.fullmatch(value):
         raise ValueError(

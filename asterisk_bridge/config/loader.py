@@ -6,12 +6,16 @@ once, each as file:line:col: path: message.
 
 from __future__ import annotations
 
+import copy
+import difflib
+import functools
 import os
+import typing
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from . import checks
@@ -53,26 +57,66 @@ def load_config_text(
         issue = ConfigIssue(filename, exc.pos.line, exc.pos.col, "", exc.message)
         raise ConfigError([issue]) from None
     issues = [_issue(filename, p.path, p.pos, p.message, doc.data) for p in doc.problems]
-    config: Config | None = None
     if not isinstance(doc.data, dict):
         issues.append(_issue(filename, (), Pos(1, 1), "the file must be a mapping of keys"))
-    else:
-        try:
-            config = Config.model_validate(doc.data, context={"base_dir": base})
-        except ValidationError as exc:
-            issues += [_from_pydantic(filename, doc, err) for err in exc.errors()]
-    if config is not None:
+        raise ConfigError(_finish(issues, doc.secrets))
+    try:
+        config = Config.model_validate(doc.data, context={"base_dir": base})
+    except ValidationError as exc:
+        issues += [_from_pydantic(filename, doc, err) for err in exc.errors()]
+        config = None
+    checked = (config, set()) if config is not None else _recover(doc.data, base)
+    if checked is not None:
+        model, tainted = checked
         issues += [
             _issue(filename, path, _position(doc, path), message, doc.data)
-            for path, message in checks.check(config)
+            for path, message in checks.check(model)
+            if path[:2] not in tainted
         ]
-    if issues:
-        raise ConfigError(_finish(issues, doc.secrets, doc))
-    assert config is not None  # no issues means the schema accepted the document
+    if issues or config is None:
+        raise ConfigError(_finish(issues, doc.secrets))
     return config
 
 
-def _finish(issues: list[ConfigIssue], secrets: set[str], doc: Document) -> list[ConfigIssue]:
+# How many times schema errors are pruned away to reach a Config the cross-checks can
+# read. Each round removes every key pydantic rejected; nested fallout is rare.
+_RECOVERY_ROUNDS = 3
+
+
+def _recover(data: dict[Hashable, Any], base: Path) -> tuple[Config, set[KeyPath]] | None:
+    """A Config without the keys the schema rejected, so cross-checks still run.
+
+    An operator should see all of a file's mistakes in one `numcfg check`, not the
+    reference errors only after fixing a typo. Unknown keys are simply dropped; a bad
+    value is dropped too (its default takes over), but then findings about the same
+    entity (e.g. numbers.paris) are not trusted, since the default may cause them.
+    A missing required key cannot be made up, so then no cross-check runs.
+    """
+    data = copy.deepcopy(data)
+    tainted: set[KeyPath] = set()
+    for _ in range(_RECOVERY_ROUNDS):
+        try:
+            return Config.model_validate(data, context={"base_dir": base}), tainted
+        except ValidationError as exc:
+            for err in exc.errors():
+                path, rest = _walk(data, err["loc"])
+                if rest or not path or isinstance(path[-1], int) or err["type"] == "missing":
+                    return None  # nothing safe to prune: a missing key, a list item, a dict key
+                _delete(data, path)
+                if err["type"] != "extra_forbidden":
+                    tainted.add(path[:2])
+    return None
+
+
+def _delete(data: Any, path: KeyPath) -> None:
+    node = data
+    for part in path[:-1]:
+        node = _child(node, part)
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+
+
+def _finish(issues: list[ConfigIssue], secrets: set[str]) -> list[ConfigIssue]:
     # A missing ${VAR} leaves its placeholder in place; errors about that placeholder
     # would only repeat the first complaint in a confusing way.
     env_paths = {i.path for i in issues if i.message.startswith("environment variable")}
@@ -178,7 +222,10 @@ def _message(err: ErrorDetails) -> str:
     if kind == "missing":
         return f"missing required key {err['loc'][-1]!r}"
     if kind == "extra_forbidden":
-        return f"unknown key {err['loc'][-1]!r}"
+        key = err["loc"][-1]
+        close = difflib.get_close_matches(str(key), _known_keys(), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {key!r}{hint}"
     if kind == "union_tag_not_found":
         return "missing 'action' (queue, menu, employee, voicemail, forward, repeat or hangup)"
     if kind == "union_tag_invalid":
@@ -196,6 +243,27 @@ def _message(err: ErrorDetails) -> str:
     if kind == "string_type" and isinstance(err.get("input"), int | float):
         message += " (YAML read a number here: quote it)"
     return message
+
+
+@functools.cache
+def _known_keys() -> list[str]:
+    """Every key name the schema knows, for "did you mean" hints on typos."""
+    names: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+    pending: list[type[BaseModel]] = [Config]
+    while pending:
+        model = pending.pop()
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            names.add(name)
+            pending += [m for m in _models_in(field.annotation) if m not in seen]
+    return sorted(names)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def _walk(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, list[Hashable]]:

@@ -46,6 +46,10 @@ SoundRef = Annotated[str, AfterValidator(formats.sound_ref)]
 TimeZone = Annotated[str, AfterValidator(formats.timezone)]
 Extension = Annotated[str, Field(pattern=r"^[0-9]{1,4}$")]
 DigitKey = Annotated[str, AfterValidator(formats.keypad)]
+HttpUrl = Annotated[str, AfterValidator(formats.http_url)]
+ListenAddress = Annotated[str, AfterValidator(formats.listen_address)]
+StoreUrl = Annotated[str, AfterValidator(formats.store_url)]
+AllowPattern = Annotated[str, AfterValidator(formats.allow_pattern)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Windows = Annotated[str, AfterValidator(lambda v: formats.parse_windows(v) and v)]
 Holiday = Annotated[str, AfterValidator(lambda v: formats.parse_holiday(v) and v)]
@@ -121,7 +125,7 @@ class WorkdayCodes(_Model):
 
 
 class AsteriskSettings(_Model):
-    ari_url: str
+    ari_url: HttpUrl
     username: str
     password: str = Field(repr=False)  # repr=False keeps it out of logs and tracebacks
     app: Ident = "numcfg"
@@ -130,7 +134,7 @@ class AsteriskSettings(_Model):
 
 
 class ApiSettings(_Model):
-    listen: str = "127.0.0.1:8090"
+    listen: ListenAddress = "127.0.0.1:8090"
     token: str | None = Field(default=None, repr=False)
 
 
@@ -143,7 +147,7 @@ class AccountSettings(_Model):
     admin_email: str | None = None
     smtp: str | None = None
     # fnmatch patterns; empty means no external destination at all, the safe default.
-    external_allowlist: list[str] = []
+    external_allowlist: list[AllowPattern] = []
 
 
 class StorageSettings(_Model):
@@ -304,7 +308,7 @@ class Number(_Model):
 class Config(_Model):
     version: Literal[1]
     asterisk: AsteriskSettings
-    store: str = "sqlite:///numcfg.sqlite3"
+    store: StoreUrl = "sqlite:///numcfg.sqlite3"
     api: ApiSettings = ApiSettings()
     account: AccountSettings = AccountSettings()
     storage: StorageSettings = StorageSettings()

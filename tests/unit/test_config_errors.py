@@ -81,7 +81,7 @@ CASES: list[tuple[str, str, str]] = [
     (
         "unknown-nested-key",
         more(NUMBER + "    rooting: {queue: sales}\n"),
-        "numcfg.yaml:16:5: numbers.paris.rooting: unknown key 'rooting'",
+        "numcfg.yaml:16:5: numbers.paris.rooting: unknown key 'rooting' (did you mean 'routing'?)",
     ),
     (
         "unknown-key-inside-action",
@@ -384,6 +384,26 @@ CASES: list[tuple[str, str, str]] = [
         "numcfg.yaml:6:10: asterisk.trunk: the trunk dial string needs {number}",
     ),
     (
+        "ari-url-not-http",
+        BASE.replace("http://127.0.0.1:8088/ari", "127.0.0.1:8088"),
+        "numcfg.yaml:3:12: asterisk.ari_url: '127.0.0.1:8088' is not an http(s) URL",
+    ),
+    (
+        "api-listen",
+        more("api: {listen: '8090'}\n"),
+        "numcfg.yaml:13:15: api.listen: '8090' is not HOST:PORT",
+    ),
+    (
+        "store-url",
+        more("store: /var/lib/numcfg.db\n"),
+        "numcfg.yaml:13:8: store: '/var/lib/numcfg.db' is not a store URL",
+    ),
+    (
+        "allowlist-pattern",
+        BASE.replace('["+33*"]', '["33*"]'),
+        "numcfg.yaml:7:24: account.external_allowlist[0]: '33*' is not a number pattern",
+    ),
+    (
         "crm-url-required",
         more("crm: {backend: webhook}\n"),
         "numcfg.yaml:13:6: crm.url: crm backend webhook needs a url",
@@ -408,14 +428,32 @@ def test_base_config_is_valid() -> None:
 
 def test_all_issues_are_reported_at_once() -> None:
     text = more(NUMBER + "    routing: {queue: nope, ivr: nada}\n" + "    rooting: {}\n")
-    issues = issues_of(text)
-    # Schema errors stop the cross-checks (they need a whole Config), so the unknown key
-    # is reported alone first; after fixing it both references are reported together.
-    assert issues == ["numcfg.yaml:17:5: numbers.paris.rooting: unknown key 'rooting'"]
-    issues = issues_of(text.replace("    rooting: {}\n", ""))
-    assert issues == [
+    # The unknown key does not hide the broken references: one pass shows all three.
+    assert issues_of(text) == [
         "numcfg.yaml:16:22: numbers.paris.routing.queue: unknown queue 'nope'",
         "numcfg.yaml:16:33: numbers.paris.routing.ivr: unknown IVR menu 'nada'",
+        "numcfg.yaml:17:5: numbers.paris.rooting: unknown key 'rooting' (did you mean 'routing'?)",
+    ]
+
+
+def test_a_bad_value_does_not_cause_follow_up_errors() -> None:
+    # The bad greeting is dropped for the cross-checks, which must then not complain that
+    # extension dialing lacks a greeting: the operator wrote one.
+    text = more(
+        NUMBER + "    routing: {greeting: welcome.wav, extension_dialing: {enabled: true}}\n"
+    )
+    assert issues_of(text) == [
+        "numcfg.yaml:16:25: numbers.paris.routing.greeting: 'welcome.wav' is not a sound "
+        "reference: expected sound:<name> or recording:<name>"
+    ]
+
+
+def test_cross_checks_elsewhere_still_run_after_a_bad_value() -> None:
+    text = more(NUMBER + "    rating: maybe\n") + "  lyon:\n    number: '+33185000000'\n"
+    assert issues_of(text) == [
+        "numcfg.yaml:16:13: numbers.paris.rating: expected true or false",
+        "numcfg.yaml:18:13: numbers.lyon.number: +33185000000 is already the number of "
+        "numbers.paris",
     ]
 
 
