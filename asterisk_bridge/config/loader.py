@@ -11,7 +11,7 @@ import difflib
 import functools
 import os
 import typing
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,7 @@ def _finish(issues: list[ConfigIssue], secrets: set[str]) -> list[ConfigIssue]:
     return unique
 
 
-def _redact(secrets: set[str]) -> Any:
+def _redact(secrets: set[str]) -> Callable[[ConfigIssue], ConfigIssue]:
     masks = sorted((s for s in secrets if len(s) >= _MIN_SECRET_LEN), key=len, reverse=True)
 
     def redact(issue: ConfigIssue) -> ConfigIssue:

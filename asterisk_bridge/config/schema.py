@@ -52,7 +52,12 @@ StoreUrl = Annotated[str, AfterValidator(formats.store_url)]
 AllowPattern = Annotated[str, AfterValidator(formats.allow_pattern)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Windows = Annotated[str, AfterValidator(lambda v: formats.parse_windows(v) and v)]
-Holiday = Annotated[str, AfterValidator(lambda v: formats.parse_holiday(v) and v)]
+Holiday = Annotated[
+    str,
+    # YAML reads an unquoted 2027-04-05 as a date; accept it as the ISO text it was.
+    BeforeValidator(lambda v: v.isoformat() if isinstance(v, dt.date) else v),
+    AfterValidator(lambda v: formats.parse_holiday(v) and v),
+]
 
 
 class _Model(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pydantic
@@ -119,7 +120,7 @@ def test_schedule_helpers_parse_windows_and_holidays() -> None:
     text = MINIMAL + (
         "schedules:\n  office:\n"
         '    week: {mon: "14:00-18:00,09:00-12:00", sat: "20:00-24:00"}\n'
-        '    holidays: ["29.02", "2027-04-05"]\n'
+        '    holidays: ["29.02", 2027-04-05]\n'  # unquoted: YAML makes it a date
     )
     schedule = load_config_text(text, env=ENV).schedules["office"]
     windows = schedule.open_windows()
@@ -198,6 +199,7 @@ def test_yaml_anchors_and_merge_keys_work() -> None:
 def test_json_schema_describes_the_file() -> None:
     schema = config_json_schema()
     assert isinstance(schema, dict)
+    json.dumps(schema)  # `numcfg schema` prints it as JSON
     assert "numbers" in schema["properties"]
     assert set(schema["required"]) == {"version", "asterisk"}
     assert "source_path" not in schema["properties"]
