@@ -193,7 +193,7 @@ class IvrMenu(_Model):
 
 
 class Schedule(_Model):
-    timezone: TimeZone | None = None  # None: account.timezone
+    timezone: TimeZone = "UTC"  # the loader puts account.timezone here when absent
     week: dict[Day, Windows] = {}
     holidays: list[Holiday] = []
 
@@ -334,16 +334,18 @@ class Config(_Model):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
-        """Place the defaults that depend on where the config file is.
+        """Place the defaults that depend on other values or on where the file is.
 
         A service started by systemd runs in '/', so paths relative to the working
         directory would land somewhere surprising; paths beside the file do not.
         """
+        if not isinstance(data, dict):
+            return data
+        data = _schedules_in_account_zone(dict(data))  # a copy: the input stays as parsed
         base = (info.context or {}).get("base_dir")
-        if base is None or not isinstance(data, dict):
+        if base is None:
             return data
         base = Path(base)
-        data = dict(data)
         data.setdefault("store", f"sqlite:///{base}/numcfg.sqlite3")
         storage = data.get("storage", {})
         if isinstance(storage, dict):
@@ -360,6 +362,26 @@ class Config(_Model):
             if employee.extension == extension:
                 return employee_id
         return None
+
+
+def _schedules_in_account_zone(data: dict[str, Any]) -> dict[str, Any]:
+    """A schedule without its own timezone follows the account's.
+
+    Filled in here rather than left None so that policy code reads one field.
+    """
+    account, schedules = data.get("account"), data.get("schedules")
+    zone = account.get("timezone", "UTC") if isinstance(account, dict) else "UTC"
+    if not isinstance(schedules, dict) or not isinstance(zone, str):
+        return data
+    try:
+        formats.timezone(zone)
+    except ValueError:
+        return data  # reported at account.timezone; repeating it per schedule is noise
+    filled = {
+        sid: ({"timezone": zone} | schedule) if isinstance(schedule, dict) else schedule
+        for sid, schedule in schedules.items()
+    }
+    return data | {"schedules": filled}
 
 
 def _relative(path: Any) -> bool:

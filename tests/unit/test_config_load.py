@@ -123,6 +123,7 @@ def test_schedule_helpers_parse_windows_and_holidays() -> None:
         '    holidays: ["29.02", 2027-04-05]\n'  # unquoted: YAML makes it a date
     )
     schedule = load_config_text(text, env=ENV).schedules["office"]
+    assert schedule.timezone == "UTC"
     windows = schedule.open_windows()
     assert [(str(a), str(b)) for a, b in windows["mon"]] == [
         ("09:00:00", "12:00:00"),
@@ -131,6 +132,16 @@ def test_schedule_helpers_parse_windows_and_holidays() -> None:
     assert str(windows["sat"][0][1]).startswith("23:59:59")
     assert "sun" not in windows
     assert [str(h) for h in schedule.holiday_dates()] == ["(29, 2)", "2027-04-05"]
+
+
+def test_schedule_timezone_defaults_to_the_account_one() -> None:
+    text = MINIMAL + (
+        "account: {timezone: Europe/Paris}\n"
+        "schedules:\n  office: {}\n  tokyo: {timezone: Asia/Tokyo}\n"
+    )
+    schedules = load_config_text(text, env=ENV).schedules
+    assert schedules["office"].timezone == "Europe/Paris"
+    assert schedules["tokyo"].timezone == "Asia/Tokyo"
 
 
 def test_env_expansion_inside_strings_with_default_and_escape() -> None:
