@@ -63,7 +63,7 @@ def load_config_text(
     try:
         config = Config.model_validate(doc.data, context={"base_dir": base})
     except ValidationError as exc:
-        issues += [_from_pydantic(filename, doc, err) for err in exc.errors()]
+        issues += _union_merged([_from_pydantic(filename, doc, err) for err in exc.errors()])
         config = None
     checked = (config, set()) if config is not None else _recover(doc.data, base)
     if checked is not None:
@@ -199,7 +199,9 @@ def _from_pydantic(filename: str, doc: Document, err: ErrorDetails) -> ConfigIss
     kind = err["type"]
     marks = doc.marks.get(path)
     message = _message(err)
-    shown: list[Hashable] = [*path, *(r for r in rest if r != "[key]")]
+    # Leftover loc parts name a key the file lacks ('missing') or pydantic's own labels
+    # for union members ("literal['all']"), which mean nothing to the operator.
+    shown: list[Hashable] = [*path, *rest] if kind == "missing" else list(path)
     if kind == "missing" or kind == "union_tag_not_found":
         # The key is not there to point at: point at the mapping that lacks it.
         if kind == "union_tag_not_found":
@@ -213,6 +215,21 @@ def _from_pydantic(filename: str, doc: Document, err: ErrorDetails) -> ConfigIss
     else:
         pos = marks.value if marks else _position(doc, path)
     return _issue(filename, shown, pos, message, doc.data)
+
+
+def _union_merged(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """One issue per position: a plain union (e.g. all | [ids]) fails once per member."""
+    merged: dict[tuple[int, int, str], ConfigIssue] = {}
+    for issue in issues:
+        key = (issue.line, issue.col, issue.path)
+        if key in merged:
+            first = merged[key]
+            extra = issue.message.removeprefix("expected ")
+            message = f"{first.message} or {extra}"
+            merged[key] = ConfigIssue(issue.file, issue.line, issue.col, issue.path, message)
+        else:
+            merged[key] = issue
+    return list(merged.values())
 
 
 def _message(err: ErrorDetails) -> str:
@@ -236,6 +253,11 @@ def _message(err: ErrorDetails) -> str:
         )
     if kind == "string_pattern_mismatch" and err["loc"][-1:] == ("extension",):
         return 'an extension is 1 to 4 digits, written as a quoted string like "101"'
+    if kind in ("greater_than", "greater_than_equal"):
+        ctx = err.get("ctx", {})
+        return (
+            f"must be greater than {ctx['gt']}" if "gt" in ctx else f"must be at least {ctx['ge']}"
+        )
     if kind == "literal_error":
         return err["msg"].replace("Input should be", "expected")
     message = _MESSAGES.get(kind, err["msg"])

@@ -123,7 +123,7 @@ CASES: list[tuple[str, str, str]] = [
     (
         "duration-not-positive",
         BASE.replace("{members: [anna, boris]}", "{members: [anna], max_wait: 0}"),
-        "numcfg.yaml:12:38: queues.sales.max_wait: Input should be greater than 0",
+        "numcfg.yaml:12:38: queues.sales.max_wait: must be greater than 0",
     ),
     (
         "wrong-type-bool",
@@ -382,6 +382,21 @@ CASES: list[tuple[str, str, str]] = [
         "trunk-without-number",
         BASE.replace("  password: secret\n", "  password: secret\n  trunk: PJSIP/provider\n"),
         "numcfg.yaml:6:10: asterisk.trunk: the trunk dial string needs {number}",
+    ),
+    (
+        "allowed-employees-neither-all-nor-list",
+        more(NUMBER + "    outbound: {allowed_employees: some}\n"),
+        "numcfg.yaml:16:35: numbers.paris.outbound.allowed_employees: expected 'all' or a list",
+    ),
+    (
+        "hold-music-not-mapping",
+        more(NUMBER + "    hold_music: jazz\n"),
+        "numcfg.yaml:16:17: numbers.paris.hold_music: expected a mapping of keys",
+    ),
+    (
+        "count-at-least-one",
+        more(NUMBER + "    callback: {attempts: 0}\n"),
+        "numcfg.yaml:16:26: numbers.paris.callback.attempts: must be at least 1",
     ),
     (
         "ari-url-not-http",
