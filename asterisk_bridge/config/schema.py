@@ -11,6 +11,7 @@ in checks.py; this module only knows the shape and the format of each value.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -51,12 +52,24 @@ ListenAddress = Annotated[str, AfterValidator(formats.listen_address)]
 StoreUrl = Annotated[str, AfterValidator(formats.store_url)]
 AllowPattern = Annotated[str, AfterValidator(formats.allow_pattern)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Windows = Annotated[str, AfterValidator(lambda v: formats.parse_windows(v) and v)]
+
+
+def _parsable_by(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """Validate with the same parser policy code uses, but keep the text as written."""
+
+    def check(value: str) -> str:
+        parse(value)
+        return value
+
+    return check
+
+
+Windows = Annotated[str, AfterValidator(_parsable_by(formats.parse_windows))]
 Holiday = Annotated[
     str,
     # YAML reads an unquoted 2027-04-05 as a date; accept it as the ISO text it was.
     BeforeValidator(lambda v: v.isoformat() if isinstance(v, dt.date) else v),
-    AfterValidator(lambda v: formats.parse_holiday(v) and v),
+    AfterValidator(_parsable_by(formats.parse_holiday)),
 ]
 
 
