@@ -1,0 +1,63 @@
+# numcfg developer entry points. `make run` and `make test` work on a fresh Debian 12
+# machine as root: they install what is missing, build/reuse the Asterisk rig, and go.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= examples/numcfg.yaml
+# Dev-only default; set your own in the environment for anything real.
+export NUMCFG_ARI_PASSWORD ?= numcfg-dev-secret
+export NUMCFG_ARI_USER ?= numcfg
+
+.PHONY: setup system-deps rig rig-down run call test unit integration lint format bench clean
+
+system-deps:
+	bash scripts/system-deps
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: system-deps $(BIN)/.installed
+
+rig: setup
+	NUMCFG_RIG_CONFIG=$(CONFIG) docker/rig up
+
+rig-down:
+	docker/rig down
+
+## Start numcfg on the embedded defaults (rig, SQLite, example config), ready for a call.
+run: rig
+	@echo "numcfg: place a call from another shell with:  make call"
+	$(BIN)/numcfg run -c $(CONFIG)
+
+## A test call into the example number: the caller side waits 15 s while numcfg handles it.
+call:
+	docker/rig cli "channel originate Local/+33185000000@numcfg-inbound application Wait 15"
+	@sleep 8; NUMCFG_ARI_PASSWORD=$(NUMCFG_ARI_PASSWORD) $(BIN)/numcfg calls -c $(CONFIG) --limit 3
+
+## The whole test suite: unit tests and integration tests against the real Asterisk rig.
+test: rig
+	$(BIN)/pytest -q -ra
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+integration: rig
+	$(BIN)/pytest -q tests/integration
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: rig
+	$(BIN)/python bench/run.py
+
+clean:
+	docker/rig down || true
+	rm -rf $(VENV) sounds/build sounds/build-moh

@@ -1,0 +1,117 @@
+"""HTTP API (SPEC section 6) on aiohttp: health, readiness, metrics and /api."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("numcfg.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def build_api(app_state: Any) -> web.Application:
+    """`app_state` is the running App (app.py): services, config holder, stream."""
+
+    @web.middleware
+    async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/api/"):
+            token = app_state.config_holder.current.api.token
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {token}" if token else None
+            if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+                return error_response(401, "unauthorized", "missing or wrong bearer token")
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return error_response(exc.status, "http_error", exc.reason)
+            raise
+
+    api = web.Application(middlewares=[errors_and_auth])
+    store = app_state.services.store
+
+    async def db(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def ready(_request: web.Request) -> web.Response:
+        ari = app_state.stream.connected
+        try:
+            store_ok = bool(await db(store.ping))
+        except Exception:
+            store_ok = False
+        holder = app_state.config_holder
+        config_errors = [str(issue) for issue in (holder.last_error or [])]
+        body = {
+            "ari": ari,
+            "store": store_ok,
+            "config": {
+                "generation": holder.generation,
+                "reload_failed": bool(config_errors),
+                "errors": config_errors,
+            },
+        }
+        return web.json_response(body, status=200 if ari and store_ok else 503)
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(
+            body=app_state.services.metrics.render(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    async def list_calls(request: web.Request) -> web.Response:
+        since_text = request.query.get("since")
+        since = None
+        if since_text:
+            try:
+                since = datetime.fromisoformat(since_text)
+            except ValueError as exc:
+                raise ApiError(
+                    400, "bad_since", f"since: not an ISO 8601 time: {since_text!r}"
+                ) from exc
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError as exc:
+            raise ApiError(400, "bad_limit", "limit: expected an integer") from exc
+        if not 1 <= limit <= 1000:
+            raise ApiError(400, "bad_limit", "limit: must be between 1 and 1000")
+        calls = await db(
+            store.list_calls, number=request.query.get("number") or None, since=since, limit=limit
+        )
+        return web.json_response({"calls": calls})
+
+    async def get_call(request: web.Request) -> web.Response:
+        call = await db(store.get_call, request.match_info["call_id"])
+        if call is None:
+            raise ApiError(404, "not_found", "no such call")
+        return web.json_response(call)
+
+    api.router.add_get("/health", health)
+    api.router.add_get("/ready", ready)
+    api.router.add_get("/metrics", metrics)
+    api.router.add_get("/api/calls", list_calls)
+    api.router.add_get("/api/calls/{call_id}", get_call)
+    return api

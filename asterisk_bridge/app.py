@@ -1,0 +1,146 @@
+"""The one place that builds numcfg's objects, and starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+from .api.server import build_api
+from .ari.client import AriClient
+from .ari.errors import AriError
+from .ari.events import StreamResumed
+from .ari.router import EventRouter
+from .ari.stream import EventStream
+from .calls.context import Services
+from .calls.dispatcher import Dispatcher
+from .config import ConfigHolder
+from .metrics import Metrics
+from .store import open_store
+
+log = logging.getLogger("numcfg")
+
+# SIGTERM lets calls in progress finish; past this they are hung up so a stuck call cannot
+# block a deploy forever.
+DRAIN_TIMEOUT_SECONDS = 600.0
+
+
+class App:
+    def __init__(self, config_path: str | Path) -> None:
+        self.config_holder = ConfigHolder(config_path)
+        config = self.config_holder.current
+        self.metrics = Metrics()
+        self.client = AriClient(
+            base_url=config.asterisk.ari_url,
+            username=config.asterisk.username,
+            password=config.asterisk.password,
+            app=config.asterisk.app,
+            latency_observer=self.metrics.observe_ari,
+        )
+        self.store = open_store(config.store)
+        self.router = EventRouter(on_unrouted=lambda event: self.dispatcher.on_unrouted(event))
+        self.services = Services(
+            client=self.client,
+            router=self.router,
+            config_holder=self.config_holder,
+            store=self.store,
+            metrics=self.metrics,
+            node=socket.gethostname(),
+        )
+        self.dispatcher = Dispatcher(self.services)
+        self.stream = EventStream(
+            client=self.client,
+            router=self.router,
+            on_connected=self.reconcile,
+            on_state=lambda up: self.metrics.ari_connected.set(1 if up else 0),
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._stopped = asyncio.Event()
+
+    async def reconcile(self) -> None:
+        """After a (re)connection: resync our calls, hang up orphans left in Stasis."""
+        info = await self.client.application()
+        owned = self.router.owned_ids()
+        for sink in self.router.sinks():
+            sink.deliver(StreamResumed("StreamResumed", {}))
+        for channel_id in info.get("channel_ids", []):
+            if channel_id not in owned:
+                log.warning("hanging up channel %s left in Stasis without an owner", channel_id)
+                with contextlib.suppress(AriError):
+                    await self.client.hangup(channel_id)
+        for bridge_id in info.get("bridge_ids", []):
+            if bridge_id not in owned:
+                with contextlib.suppress(AriError):
+                    await self.client.destroy_bridge(bridge_id)
+
+    async def start(self) -> None:
+        config = self.config_holder.current
+        await asyncio.to_thread(self.store.release_node_claims, self.services.node)
+        self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
+        self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
+        host, _, port = config.api.listen.rpartition(":")
+        self._runner = web.AppRunner(build_api(self), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host or "127.0.0.1", int(port))
+        await site.start()
+        log.info("numcfg API on http://%s", config.api.listen)
+
+    async def _watch_config(self) -> None:
+        try:
+            await self.config_holder.watch()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("config watcher stopped; SIGHUP still reloads")
+
+    def reload(self) -> None:
+        ok = self.config_holder.reload()
+        self.metrics.config_reload_failed.set(0 if ok else 1)
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:
+        """Let calls in progress finish (new inbound calls go to the backup branch)."""
+        self.services.draining = True
+        pending = list(self.services.active.values())
+        if pending:
+            log.info("waiting for %d call(s) to finish", len(pending))
+            _done, still = await asyncio.wait(pending, timeout=timeout)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=10)
+
+    async def stop(self) -> None:
+        await self.stream.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.client.close()
+        await asyncio.to_thread(self.store.close)
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGTERM, self._stopped.set)
+        loop.add_signal_handler(signal.SIGINT, self._stopped.set)
+        await self.start()
+        try:
+            await self._stopped.wait()
+            log.info("stopping: letting calls finish")
+            await self.drain()
+        finally:
+            await self.stop()
+
+
+async def run_app(config_path: str | Path) -> None:
+    app = App(config_path)
+    await app.serve_forever()

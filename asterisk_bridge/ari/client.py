@@ -1,0 +1,276 @@
+"""ARI REST over one keep-alive aiohttp session.
+
+Only this package knows ARI's URLs and JSON. Methods are thin and named after what they
+do to a call; errors come back typed (see errors.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from .errors import AriUnavailable, error_for_status
+
+# A REST call to a local Asterisk answers in milliseconds; past this something is wrong
+# and the call flow should get an error rather than hang.
+REST_TIMEOUT_SECONDS = 10.0
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+class AriClient:
+    """REST half of ARI. The websocket half lives in stream.py and shares the session."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        username: str,
+        password: str,
+        app: str,
+        session: aiohttp.ClientSession | None = None,
+        latency_observer: Any = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.app = app
+        self.auth_header = basic_auth_header(username, password)
+        self._session = session
+        self._own_session = session is None
+        # Called with (method, seconds) after each request, for the ARI latency metric.
+        self._latency_observer = latency_observer
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # One pooled keep-alive connection set for the process: no TCP setup per call.
+            self._session = aiohttp.ClientSession(
+                headers={"Authorization": self.auth_header},
+                timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT_SECONDS),
+                connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=60),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        raw: bool = False,
+    ) -> Any:
+        url = f"{self.base_url}{path}"
+        clean = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        started = time.perf_counter()
+        try:
+            async with self.session.request(method, url, params=clean, json=json) as resp:
+                if resp.status >= 400:
+                    text = await resp.text()
+                    raise error_for_status(
+                        resp.status, _error_message(text), method=method, path=path
+                    )
+                if raw:
+                    return await resp.read()
+                if resp.status == 204 or resp.content_length == 0:
+                    return None
+                body = await resp.read()
+                if not body:
+                    return None
+                return await resp.json(content_type=None)
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise AriUnavailable(
+                0, str(exc) or type(exc).__name__, method=method, path=path
+            ) from exc
+        finally:
+            if self._latency_observer is not None:
+                self._latency_observer(method, time.perf_counter() - started)
+
+    # -- asterisk / applications ---------------------------------------------------------
+    async def info(self) -> dict[str, Any]:
+        return await self.request("GET", "/asterisk/info")
+
+    async def application(self) -> dict[str, Any]:
+        return await self.request("GET", f"/applications/{quote(self.app)}")
+
+    # -- channels -------------------------------------------------------------------------
+    async def answer(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/answer")
+
+    async def ring(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/ring")
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        await self.request("DELETE", f"/channels/{channel_id}", params={"reason": reason})
+
+    async def get_channel(self, channel_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"/channels/{channel_id}")
+
+    async def get_variable(self, channel_id: str, variable: str) -> str:
+        data = await self.request(
+            "GET", f"/channels/{channel_id}/variable", params={"variable": variable}
+        )
+        return (data or {}).get("value", "")
+
+    async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
+        await self.request(
+            "POST",
+            f"/channels/{channel_id}/variable",
+            params={"variable": variable, "value": value},
+        )
+
+    async def play(
+        self, channel_id: str, media: str | list[str], *, playback_id: str, lang: str | None = None
+    ) -> None:
+        await self.request(
+            "POST",
+            f"/channels/{channel_id}/play/{playback_id}",
+            params={"media": media if isinstance(media, str) else ",".join(media), "lang": lang},
+        )
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self.request("DELETE", f"/playbacks/{playback_id}")
+
+    async def get_playback(self, playback_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"/playbacks/{playback_id}")
+
+    async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
+        await self.request("POST", f"/channels/{channel_id}/moh", params={"mohClass": moh_class})
+
+    async def stop_moh(self, channel_id: str) -> None:
+        await self.request("DELETE", f"/channels/{channel_id}/moh")
+
+    async def send_dtmf(self, channel_id: str, dtmf: str, *, between_ms: int = 100) -> None:
+        await self.request(
+            "POST", f"/channels/{channel_id}/dtmf", params={"dtmf": dtmf, "between": between_ms}
+        )
+
+    async def create_channel(
+        self,
+        *,
+        endpoint: str,
+        channel_id: str,
+        app_args: str = "",
+        caller_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A channel that enters our Stasis app before it rings (dial it next)."""
+        return await self.request(
+            "POST",
+            "/channels/create",
+            params={
+                "endpoint": endpoint,
+                "app": self.app,
+                "appArgs": app_args,
+                "channelId": channel_id,
+                "callerId": caller_id,
+            },
+            json={"variables": dict(variables)} if variables else None,
+        )
+
+    async def dial(self, channel_id: str, *, caller_id: str | None = None, timeout: int) -> None:
+        await self.request(
+            "POST", f"/channels/{channel_id}/dial", params={"caller": caller_id, "timeout": timeout}
+        )
+
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        channel_id: str,
+        app: str | None = None,
+        app_args: str = "",
+        caller_id: str | None = None,
+        timeout: int = 30,
+        other_channel_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        return await self.request(
+            "POST",
+            "/channels",
+            params={
+                "endpoint": endpoint,
+                "app": app or self.app,
+                "appArgs": app_args,
+                "channelId": channel_id,
+                "otherChannelId": other_channel_id,
+                "callerId": caller_id,
+                "timeout": timeout,
+            },
+            json={"variables": dict(variables)} if variables else None,
+        )
+
+    async def record_channel(self, channel_id: str, **options: Any) -> dict[str, Any]:
+        return await self.request("POST", f"/channels/{channel_id}/record", params=options)
+
+    # -- bridges --------------------------------------------------------------------------
+    async def create_bridge(self, bridge_id: str, *, kind: str = "mixing", name: str = "") -> None:
+        await self.request(
+            "POST", f"/bridges/{bridge_id}", params={"type": kind, "name": name or None}
+        )
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
+        await self.request(
+            "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": ",".join(channel_ids)}
+        )
+
+    async def remove_from_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
+        await self.request(
+            "POST",
+            f"/bridges/{bridge_id}/removeChannel",
+            params={"channel": ",".join(channel_ids)},
+        )
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.request("DELETE", f"/bridges/{bridge_id}")
+
+    async def bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
+        await self.request("POST", f"/bridges/{bridge_id}/moh", params={"mohClass": moh_class})
+
+    async def record_bridge(self, bridge_id: str, **options: Any) -> dict[str, Any]:
+        return await self.request("POST", f"/bridges/{bridge_id}/record", params=options)
+
+    # -- recordings -----------------------------------------------------------------------
+    async def stop_recording(self, name: str) -> None:
+        await self.request("POST", f"/recordings/live/{quote(name)}/stop")
+
+    async def recording_file(self, name: str) -> bytes:
+        return await self.request("GET", f"/recordings/stored/{quote(name)}/file", raw=True)
+
+    async def delete_stored_recording(self, name: str) -> None:
+        await self.request("DELETE", f"/recordings/stored/{quote(name)}")
+
+    # -- listing (reconciliation, tests) -----------------------------------------------------
+    async def list_channels(self) -> list[dict[str, Any]]:
+        return await self.request("GET", "/channels") or []
+
+    async def list_bridges(self) -> list[dict[str, Any]]:
+        return await self.request("GET", "/bridges") or []
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _error_message(text: str) -> str:
+    # ARI errors are {"message": "..."}; keep raw text otherwise, shortened for logs.
+    import json
+
+    try:
+        return str(json.loads(text).get("message", text))[:300]
+    except (ValueError, AttributeError):
+        return text[:300]

@@ -1,0 +1,278 @@
+"""Typed ARI events. Only the fields numcfg uses are parsed; everything else stays in `raw`.
+
+Parsing happens once, in the websocket reader, so the call coroutines `match` on classes
+instead of comparing strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: str
+    name: str
+    state: str
+    caller_number: str
+    caller_name: str
+    exten: str
+    context: str
+    channelvars: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Channel:
+        caller = data.get("caller") or {}
+        dialplan = data.get("dialplan") or {}
+        return cls(
+            id=data.get("id", ""),
+            name=data.get("name", ""),
+            state=data.get("state", ""),
+            caller_number=caller.get("number", ""),
+            caller_name=caller.get("name", ""),
+            exten=dialplan.get("exten", ""),
+            context=dialplan.get("context", ""),
+            channelvars=data.get("channelvars") or {},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEvent(Event):
+    channel: Channel
+
+
+@dataclass(frozen=True, slots=True)
+class StasisStart(ChannelEvent):
+    args: list[str]
+    replace_channel_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StasisEnd(ChannelEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelDtmfReceived(ChannelEvent):
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStateChange(ChannelEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHangupRequest(ChannelEvent):
+    cause: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelDestroyed(ChannelEvent):
+    cause: int
+    cause_txt: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEnteredBridge(ChannelEvent):
+    bridge_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLeftBridge(ChannelEvent):
+    bridge_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dial(Event):
+    peer: Channel
+    caller_id: str | None
+    dialstatus: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackEvent(Event):
+    playback_id: str
+    target_uri: str
+    media_uri: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackStarted(PlaybackEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished(PlaybackEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingEvent(Event):
+    name: str
+    target_uri: str
+    state: str
+    duration: int | None
+    cause: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingStarted(RecordingEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFinished(RecordingEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFailed(RecordingEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeDestroyed(Event):
+    bridge_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationReplaced(Event):
+    application: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResumed(Event):
+    """Not from Asterisk: the event websocket came back after a gap in which events may
+    have been lost. Owners re-check the state of what they wait on."""
+
+
+_CHANNEL_EVENTS: dict[str, type[ChannelEvent]] = {
+    "StasisEnd": StasisEnd,
+    "ChannelStateChange": ChannelStateChange,
+}
+
+
+def parse_event(data: dict[str, Any]) -> Event:
+    """Turn one websocket message into a typed event (unknown types stay plain `Event`)."""
+    kind = data.get("type", "")
+    channel_json = data.get("channel")
+    match kind:
+        case "StasisStart":
+            replace = data.get("replace_channel") or {}
+            return StasisStart(
+                kind,
+                data,
+                Channel.from_json(channel_json or {}),
+                list(data.get("args") or []),
+                replace.get("id"),
+            )
+        case "ChannelDtmfReceived":
+            return ChannelDtmfReceived(
+                kind,
+                data,
+                Channel.from_json(channel_json or {}),
+                data.get("digit", ""),
+                int(data.get("duration_ms") or 0),
+            )
+        case "ChannelHangupRequest":
+            return ChannelHangupRequest(
+                kind, data, Channel.from_json(channel_json or {}), int(data.get("cause") or 0)
+            )
+        case "ChannelDestroyed":
+            return ChannelDestroyed(
+                kind,
+                data,
+                Channel.from_json(channel_json or {}),
+                int(data.get("cause") or 0),
+                data.get("cause_txt", ""),
+            )
+        case "ChannelEnteredBridge" | "ChannelLeftBridge":
+            cls = ChannelEnteredBridge if kind == "ChannelEnteredBridge" else ChannelLeftBridge
+            return cls(
+                kind,
+                data,
+                Channel.from_json(channel_json or {}),
+                (data.get("bridge") or {}).get("id", ""),
+            )
+        case "Dial":
+            caller = data.get("caller")
+            return Dial(
+                kind,
+                data,
+                Channel.from_json(data.get("peer") or {}),
+                caller.get("id") if caller else None,
+                data.get("dialstatus", ""),
+            )
+        case "PlaybackStarted" | "PlaybackFinished" | "PlaybackContinuing":
+            playback = data.get("playback") or {}
+            pcls = PlaybackStarted if kind == "PlaybackStarted" else PlaybackFinished
+            if kind == "PlaybackContinuing":
+                return Event(kind, data)
+            return pcls(
+                kind,
+                data,
+                playback.get("id", ""),
+                playback.get("target_uri", ""),
+                playback.get("media_uri", ""),
+                playback.get("state", ""),
+            )
+        case "RecordingStarted" | "RecordingFinished" | "RecordingFailed":
+            rec = data.get("recording") or {}
+            rcls = {
+                "RecordingStarted": RecordingStarted,
+                "RecordingFinished": RecordingFinished,
+                "RecordingFailed": RecordingFailed,
+            }[kind]
+            return rcls(
+                kind,
+                data,
+                rec.get("name", ""),
+                rec.get("target_uri", ""),
+                rec.get("state", ""),
+                rec.get("duration"),
+                rec.get("cause"),
+            )
+        case "BridgeDestroyed":
+            return BridgeDestroyed(kind, data, (data.get("bridge") or {}).get("id", ""))
+        case "ApplicationReplaced":
+            return ApplicationReplaced(kind, data, data.get("application", ""))
+    if kind in _CHANNEL_EVENTS and channel_json is not None:
+        return _CHANNEL_EVENTS[kind](kind, data, Channel.from_json(channel_json))
+    return Event(kind, data)
+
+
+def resource_ids(event: Event) -> tuple[str, ...]:
+    """The ids an event can be routed by, most specific first: a playback or recording
+    belongs to whoever started it; otherwise the channel or bridge owner gets it."""
+    match event:
+        case PlaybackEvent(playback_id=pid, target_uri=target):
+            return (pid, _target_id(target))
+        case RecordingEvent(name=name, target_uri=target):
+            return (f"rec:{name}", _target_id(target))
+        case Dial(peer=peer, caller_id=caller_id):
+            return (peer.id, caller_id or "")
+        case (
+            ChannelEnteredBridge(channel=ch, bridge_id=bid)
+            | ChannelLeftBridge(channel=ch, bridge_id=bid)
+        ):
+            return (ch.id, bid)
+        case ChannelEvent(channel=ch):
+            return (ch.id,)
+        case BridgeDestroyed(bridge_id=bid):
+            return (bid,)
+    return ()
+
+
+def _target_id(target_uri: str) -> str:
+    # "channel:<id>" / "bridge:<id>" -> "<id>"
+    return target_uri.split(":", 1)[1] if ":" in target_uri else target_uri

@@ -1,0 +1,136 @@
+"""The /ari/events websocket: one reader, reconnect with capped backoff, reconciliation.
+
+Asterisk keeps channels in Stasis while we are disconnected and drops the events of that
+gap, so after every (re)connection `on_connected` runs to take back or clean up whatever
+the app owns (GET /applications/{app}).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+import aiohttp
+
+from .client import AriClient
+from .events import ApplicationReplaced, parse_event
+from .router import EventRouter
+
+log = logging.getLogger("numcfg.ari")
+
+# aiohttp pings every HEARTBEAT seconds and closes when the pong is late (half of it), so
+# a silently dropped connection is noticed within HEARTBEAT * 1.5 = 7.5 s (< 10 s target).
+HEARTBEAT_SECONDS = 5.0
+# Reconnect quickly after a blip, but never hammer an Asterisk that is restarting.
+BACKOFF_INITIAL_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 10.0
+
+
+class EventStream:
+    def __init__(
+        self,
+        *,
+        client: AriClient,
+        router: EventRouter,
+        on_connected: Callable[[], Awaitable[None]],
+        on_state: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._router = router
+        self._on_connected = on_connected
+        self._on_state = on_state
+        self.connected = False
+        self.replaced = False
+        self._stopping = False
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.connections = 0
+        self._first_connect = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        base = self._client.base_url
+        ws_base = "ws" + base[4:] if base.startswith("http") else base
+        return f"{ws_base}/events?app={quote(self._client.app)}&subscribeAll=false"
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._first_connect.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._ws is not None:
+            await self._ws.close()
+
+    def _set_connected(self, value: bool) -> None:
+        if self.connected != value:
+            self.connected = value
+            if self._on_state is not None:
+                self._on_state(value)
+
+    async def run(self) -> None:
+        backoff = BACKOFF_INITIAL_SECONDS
+        while not self._stopping and not self.replaced:
+            try:
+                async with self._client.session.ws_connect(
+                    self.url,
+                    heartbeat=HEARTBEAT_SECONDS,
+                    headers={"Authorization": self._client.auth_header},
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                ) as ws:
+                    self._ws = ws
+                    self.connections += 1
+                    self._set_connected(True)
+                    self._first_connect.set()
+                    backoff = BACKOFF_INITIAL_SECONDS
+                    log.info("ARI events connected (%s)", self._client.app)
+                    # Reconciliation runs beside the reader so events keep flowing.
+                    reconcile = asyncio.create_task(self._reconcile())
+                    try:
+                        await self._read(ws)
+                    finally:
+                        if not reconcile.done():
+                            reconcile.cancel()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("ARI events connection failed: %s", exc or type(exc).__name__)
+            finally:
+                self._ws = None
+                self._set_connected(False)
+            if self._stopping or self.replaced:
+                break
+            log.info("ARI events reconnecting in %.1fs", backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    async def _reconcile(self) -> None:
+        try:
+            await self._on_connected()
+        except Exception:
+            log.exception("reconciliation after connect failed")
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                try:
+                    data = json.loads(msg.data)
+                except ValueError:
+                    log.warning("ARI sent a non-JSON message; ignored")
+                    continue
+                event = parse_event(data)
+                if isinstance(event, ApplicationReplaced):
+                    # Another process took the app name: stop rather than fight over it.
+                    log.error("ARI application %s replaced by another connection", self._client.app)
+                    self.replaced = True
+                    return
+                try:
+                    self._router.dispatch(event)
+                except Exception:
+                    log.exception("dispatching %s failed", event.type)
+            elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                break
+        log.warning("ARI events websocket closed")

@@ -1,0 +1,115 @@
+"""One call: its inbox, its resources, its record, and its guaranteed cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from ..ari.errors import AriError, AriNotFound
+from ..ari.inbox import Inbox, new_id
+from ..ari.media import PlayResult, Status, play
+from .context import Services
+from .record import CallRecord, now
+
+log = logging.getLogger("numcfg.calls")
+
+# Cleanup must finish even when the call's task is cancelled (shutdown), but must not hang
+# forever on an Asterisk that stopped answering.
+CLEANUP_TIMEOUT_SECONDS = 5.0
+
+
+class Call:
+    def __init__(
+        self, *, services: Services, channel_id: str, record: CallRecord, config: Any
+    ) -> None:
+        self.services = services
+        self.client = services.client
+        self.config = config
+        self.record = record
+        self.inbox = Inbox(services.router, channel_id)
+        self.channel_id = channel_id
+        self.lang = "en"
+        self.answered = False
+        self._bridges: set[str] = set()
+        self._channels: set[str] = set()  # legs we created (employees, forwards)
+
+    @property
+    def hung_up(self) -> bool:
+        return self.inbox.hung_up
+
+    def step(self, name: str) -> None:
+        self.record.step(name)
+
+    async def answer(self) -> bool:
+        if self.answered:
+            return True
+        try:
+            await self.client.answer(self.channel_id)
+        except AriNotFound:
+            self.inbox.hung_up = True
+            return False
+        self.answered = True
+        return True
+
+    async def play(self, media: str, *, interrupt_on_digit: bool = False) -> PlayResult:
+        return await play(
+            self.client, self.inbox, media, lang=self.lang, interrupt_on_digit=interrupt_on_digit
+        )
+
+    def prompt(self, name: str) -> str:
+        """A numcfg prompt in the call's language (rendered by sounds/render)."""
+        return f"sound:numcfg/{self.lang}/{name}"
+
+    async def play_prompt(self, name: str, **kwargs: Any) -> PlayResult:
+        return await self.play(self.prompt(name), **kwargs)
+
+    def new_bridge_id(self) -> str:
+        bridge_id = new_id("br")
+        self.inbox.claim(bridge_id)
+        self._bridges.add(bridge_id)
+        return bridge_id
+
+    def new_channel_id(self) -> str:
+        channel_id = new_id("leg")
+        self.inbox.claim(channel_id)
+        self._channels.add(channel_id)
+        return channel_id
+
+    async def hangup(self, reason: str = "normal") -> None:
+        if self.inbox.hung_up:
+            return
+        with contextlib.suppress(AriNotFound):
+            await self.client.hangup(self.channel_id, reason)
+        self.inbox.hung_up = True
+
+    async def cleanup(self) -> None:
+        """Leave nothing behind in Asterisk, then save the record. Runs in `finally`."""
+        try:
+            await asyncio.shield(asyncio.wait_for(self._cleanup(), CLEANUP_TIMEOUT_SECONDS))
+        except (TimeoutError, asyncio.CancelledError):
+            log.warning("call %s: cleanup did not finish in time", self.record.id)
+        finally:
+            self.inbox.release_all()
+
+    async def _cleanup(self) -> None:
+        for leg in list(self._channels):
+            with contextlib.suppress(AriError):
+                await self.client.hangup(leg)
+        if not self.inbox.hung_up:
+            with contextlib.suppress(AriError):
+                await self.client.hangup(self.channel_id)
+            self.inbox.hung_up = True
+        for bridge in list(self._bridges):
+            with contextlib.suppress(AriError):
+                await self.client.destroy_bridge(bridge)
+        self.record.ended_at = now()
+        try:
+            await self.services.db(self.services.store.save_call, self.record.as_dict())
+        except Exception:
+            log.exception("call %s: saving call details failed", self.record.id)
+        self.services.metrics.call_finished(self.record.disposition or "failed")
+
+
+__all__ = ["Call", "Status"]

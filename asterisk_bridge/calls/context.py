@@ -1,0 +1,32 @@
+"""What a call coroutine may use. Built once by app.py; each call gets the config that was
+current when it started (a reload never changes a call in progress)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..ari.client import AriClient
+from ..ari.router import EventRouter
+
+if TYPE_CHECKING:
+    from ..config import ConfigHolder
+    from ..metrics import Metrics
+    from ..store import Store
+
+
+@dataclass(kw_only=True)
+class Services:
+    client: AriClient
+    router: EventRouter
+    config_holder: ConfigHolder
+    store: Store
+    metrics: Metrics
+    node: str
+    active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    draining: bool = False
+
+    async def db(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run a (short, sync) store method off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)

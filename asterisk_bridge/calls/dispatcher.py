@@ -1,0 +1,89 @@
+"""StasisStart dispatch: the first app argument names the entry point (SPEC section 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+from ..ari.errors import AriError
+from ..ari.events import Event, StasisStart
+from .call import Call
+from .context import Services
+from .inbound import run_inbound
+from .record import CallRecord
+
+log = logging.getLogger("numcfg.calls")
+
+
+class Dispatcher:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_unrouted(self, event: Event) -> None:
+        """Called by the websocket reader for events no call owns (new calls)."""
+        match event:
+            case StasisStart(channel=channel, args=args) if args:
+                self._start(event, args)
+            case StasisStart(channel=channel):
+                log.warning("channel %s entered Stasis without arguments", channel.id)
+                self._spawn(self._hangup_only(channel.id), channel.id)
+            case _:
+                pass
+
+    def _start(self, event: StasisStart, args: list[str]) -> None:
+        kind, rest = args[0], args[1:]
+        channel = event.channel
+        if self.services.draining and kind == "inbound":
+            # Shutting down: send new calls to the dialplan's backup branch.
+            self._spawn(self._to_backup(channel.id), channel.id)
+            return
+        config = self.services.config_holder.current
+        record = CallRecord(
+            id=uuid.uuid4().hex,
+            number=None,
+            direction="incoming" if kind == "inbound" else "outgoing",
+            caller=channel.caller_number,
+            callee=channel.exten,
+        )
+        call = Call(services=self.services, channel_id=channel.id, record=record, config=config)
+        match kind:
+            case "inbound" if rest:
+                flow = run_inbound(call, rest[0])
+            case _:
+                log.warning("unsupported Stasis arguments %r on %s", args, channel.id)
+                record.disposition = "failed"
+                flow = _noop()
+        self.services.metrics.call_started()
+        self._spawn(self._run(call, flow), channel.id)
+
+    async def _run(self, call: Call, flow: object) -> None:
+        try:
+            await flow  # type: ignore[misc]
+        except Exception:
+            log.exception("call %s failed", call.record.id)
+            call.record.disposition = call.record.disposition or "failed"
+        finally:
+            await call.cleanup()
+
+    def _spawn(self, coro: object, channel_id: str) -> None:
+        # One task per call (not per event); tracked so shutdown can wait for it.
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self.services.active[channel_id] = task
+        task.add_done_callback(lambda _t: self.services.active.pop(channel_id, None))
+
+    async def _hangup_only(self, channel_id: str) -> None:
+        with contextlib.suppress(AriError):
+            await self.services.client.hangup(channel_id)
+
+    async def _to_backup(self, channel_id: str) -> None:
+        try:
+            await self.services.client.set_variable(channel_id, "NUMCFG_BACKUP", "1")
+            await self.services.client.request("POST", f"/channels/{channel_id}/continue")
+        except AriError:
+            pass
+
+
+async def _noop() -> None:
+    return None

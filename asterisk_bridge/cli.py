@@ -1,0 +1,144 @@
+"""The `numcfg` command (SPEC section 5)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+
+
+def default_config_path() -> str:
+    return os.environ.get("NUMCFG_CONFIG") or "numcfg.yaml"
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        help="config file (default: $NUMCFG_CONFIG, else ./numcfg.yaml)",
+    )
+
+
+def _load(args: argparse.Namespace):
+    from .config import ConfigError, load_config
+
+    path = args.config or default_config_path()
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        raise SystemExit(1) from None
+    except FileNotFoundError:
+        print(f"{path}: no such file", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import run_app
+    from .config import ConfigError
+
+    path = args.config or default_config_path()
+    try:
+        asyncio.run(run_app(path))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    path = args.config or default_config_path()
+    print(
+        f"{path}: OK ({len(config.numbers)} numbers, {len(config.employees)} employees, "
+        f"{len(config.queues)} queues, {len(config.ivr_menus)} menus)"
+    )
+    return 0
+
+
+def cmd_dialplan(args: argparse.Namespace) -> int:
+    from .config import render_dialplan
+
+    sys.stdout.write(render_dialplan(_load(args)))
+    return 0
+
+
+def cmd_schema(_args: argparse.Namespace) -> int:
+    from .config import config_json_schema
+
+    print(json.dumps(config_json_schema(), indent=2))
+    return 0
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from .store import open_store
+
+    config = _load(args)
+    store = open_store(config.store)
+    try:
+        since = datetime.fromisoformat(args.since) if args.since else None
+        calls = store.list_calls(number=args.number, since=since, limit=args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"calls": calls}, indent=2))
+        return 0
+    for call in calls:
+        print(
+            f"{call['started_at']}  {call['number'] or '-':10} {call['direction']:8} "
+            f"{call['caller'] or '-':16} {call['disposition']:11} {call['duration']:>5}s  "
+            f"{' > '.join(call['route'])}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="numcfg", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="the service: ARI app + HTTP API")
+    _config_arg(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="validate the config file")
+    _config_arg(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("dialplan", help="print the extensions.conf contexts")
+    _config_arg(p)
+    p.set_defaults(func=cmd_dialplan)
+
+    p = sub.add_parser("schema", help="print the config's JSON Schema")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("calls", help="list call details")
+    _config_arg(p)
+    p.add_argument("--number", default=None)
+    p.add_argument("--since", default=None, help="ISO 8601 time")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calls)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

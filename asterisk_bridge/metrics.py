@@ -1,0 +1,56 @@
+"""Prometheus metrics (SPEC section 6: calls by outcome, active calls, ARI latency, queue
+wait). One registry per process so tests can build several apps side by side."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter(
+            "numcfg_calls", "Calls handled, by outcome", ["disposition"], registry=self.registry
+        )
+        self.active = Gauge("numcfg_active_calls", "Calls in progress", registry=self.registry)
+        self.ari_latency = Histogram(
+            "numcfg_ari_request_seconds",
+            "ARI REST request latency",
+            ["method"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "numcfg_queue_wait_seconds",
+            "Time callers waited in a queue",
+            ["queue"],
+            buckets=(1, 5, 10, 20, 30, 60, 120, 300),
+            registry=self.registry,
+        )
+        self.ari_connected = Gauge(
+            "numcfg_ari_connected", "1 while the ARI websocket is up", registry=self.registry
+        )
+        self.config_reload_failed = Gauge(
+            "numcfg_config_reload_failed",
+            "1 while the newest config file failed validation (the last good one serves)",
+            registry=self.registry,
+        )
+        self.crm_failures = Counter(
+            "numcfg_crm_failures",
+            "CRM calls that failed or timed out",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def call_started(self) -> None:
+        self.active.inc()
+
+    def call_finished(self, disposition: str) -> None:
+        self.active.dec()
+        self.calls.labels(disposition=disposition).inc()
+
+    def observe_ari(self, method: str, seconds: float) -> None:
+        self.ari_latency.labels(method=method).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,246 @@
+"""The test side of a call: scripted callers, employees and a trunk on the real rig.
+
+One websocket as ARI app `numcfg-test` with subscribeAll, so the harness also *observes*
+every event of numcfg's channels (what the caller heard, what was bridged). subscribeAll
+is fine here: this is the test harness, never numcfg's hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from asterisk_bridge.ari.client import AriClient
+from asterisk_bridge.ari.errors import AriError
+
+TEST_APP = "numcfg-test"
+# Generous: a CI machine with 2 cores may be busy; tests wait for events, never sleep fixed.
+DEFAULT_WAIT_SECONDS = 15.0
+
+
+@dataclass
+class Employee:
+    """What a scripted employee does when rung: answer (after a delay), reject, or ignore."""
+
+    action: str = "answer"  # answer | reject | ignore | busy
+    answer_after: float = 0.5
+    hangup_after: float | None = None  # seconds after answering (employee hangs up first)
+    rung: int = 0
+
+
+@dataclass
+class CallerLeg:
+    caller_id: str  # the ;1 half, in the harness app: "the caller's phone"
+    far_id: str  # the ;2 half, what numcfg sees as the incoming channel
+
+
+@dataclass
+class Harness:
+    client: AriClient
+    session: aiohttp.ClientSession
+    ws_url: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    employees: dict[str, Employee] = field(default_factory=dict)
+    trunk_reached: list[str] = field(default_factory=list)
+    employee_channels: dict[str, list[str]] = field(default_factory=dict)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _reader: asyncio.Task[None] | None = None
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    async def start(self) -> None:
+        await self._connect()
+        self._reader = asyncio.create_task(self._read_forever())
+
+    async def _connect(self) -> None:
+        self._ws = await self.session.ws_connect(
+            self.ws_url, headers={"Authorization": self.client.auth_header}, heartbeat=5
+        )
+        self.connected = asyncio.Event()
+        self.connected.set()
+
+    async def _read_forever(self) -> None:
+        # Tests reload res_ari to cut websockets: the harness reconnects like numcfg does.
+        while True:
+            await self._read()
+            self.connected.clear()
+            while True:
+                await asyncio.sleep(0.2)
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    await self._connect()
+                    break
+
+    async def stop(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._ws.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def reset(self) -> None:
+        self.events.clear()
+        self.employees.clear()
+        self.trunk_reached.clear()
+        self.employee_channels.clear()
+
+    async def _read(self) -> None:
+        async for msg in self._ws:
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            event = json.loads(msg.data)
+            event["_t"] = time.monotonic()
+            self.events.append(event)
+            if event.get("type") == "StasisStart" and event.get("application") == TEST_APP:
+                self._spawn(self._on_start(event))
+            async with self._changed:
+                self._changed.notify_all()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_start(self, event: dict[str, Any]) -> None:
+        args = event.get("args") or []
+        channel_id = event["channel"]["id"]
+        role = args[0] if args else ""
+        try:
+            if role == "employee":
+                await self._employee(args[1], channel_id)
+            elif role == "trunk":
+                self.trunk_reached.append(args[1])
+                await self.client.answer(channel_id)
+        except AriError:
+            pass  # the channel went away while we acted: that is the test's business
+
+    async def _employee(self, ext: str, channel_id: str) -> None:
+        behaviour = self.employees.setdefault(ext, Employee())
+        behaviour.rung += 1
+        self.employee_channels.setdefault(ext, []).append(channel_id)
+        match behaviour.action:
+            case "reject":
+                await self.client.hangup(channel_id, "busy")
+            case "busy":
+                await self.client.hangup(channel_id, "busy")
+            case "ignore":
+                return  # rings until numcfg gives up
+            case _:
+                await asyncio.sleep(behaviour.answer_after)
+                await self.client.answer(channel_id)
+                if behaviour.hangup_after is not None:
+                    await asyncio.sleep(behaviour.hangup_after)
+                    await self.client.hangup(channel_id)
+
+    # -- placing calls ------------------------------------------------------------------
+    async def call(
+        self, exten: str, *, context: str = "numcfg-inbound", caller: str = "+33612345678"
+    ) -> CallerLeg:
+        leg = CallerLeg(
+            caller_id=f"caller-{uuid.uuid4().hex[:12]}", far_id=f"far-{uuid.uuid4().hex[:12]}"
+        )
+        await self.client.originate(
+            endpoint=f"Local/{exten}@{context}",
+            channel_id=leg.caller_id,
+            other_channel_id=leg.far_id,
+            app=TEST_APP,
+            app_args="caller",
+            caller_id=caller,
+        )
+        return leg
+
+    async def press(self, leg: CallerLeg, digits: str) -> None:
+        await self.client.send_dtmf(leg.caller_id, digits, between_ms=150)
+
+    async def hangup(self, leg: CallerLeg) -> None:
+        with contextlib.suppress(AriError):
+            await self.client.hangup(leg.caller_id)
+
+    # -- observing ----------------------------------------------------------------------
+    async def wait_for(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = DEFAULT_WAIT_SECONDS,
+        *,
+        what: str = "event",
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        async with self._changed:
+            while True:
+                for event in self.events[seen:]:
+                    if predicate(event):
+                        return event
+                seen = len(self.events)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def heard(
+        self, leg: CallerLeg, media: str, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> dict[str, Any]:
+        """What the caller heard: a PlaybackStarted of `media` on numcfg's side of the call."""
+        return await self.wait_for(
+            lambda e: (
+                e.get("type") == "PlaybackStarted"
+                and e["playback"]["target_uri"] == f"channel:{leg.far_id}"
+                and e["playback"]["media_uri"] == media
+            ),
+            timeout,
+            what=f"caller to hear {media}",
+        )
+
+    def media_heard(self, leg: CallerLeg) -> list[str]:
+        return [
+            e["playback"]["media_uri"]
+            for e in self.events
+            if e.get("type") == "PlaybackStarted"
+            and e["playback"]["target_uri"] == f"channel:{leg.far_id}"
+        ]
+
+    async def ended(self, leg: CallerLeg, timeout: float = DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
+        return await self.wait_for(
+            lambda e: e.get("type") == "ChannelDestroyed" and e["channel"]["id"] == leg.far_id,
+            timeout,
+            what=f"call {leg.far_id} to end",
+        )
+
+    async def assert_clean(self, timeout: float = 10.0) -> None:
+        """No channel or bridge may outlive a test."""
+        deadline = time.monotonic() + timeout
+        while True:
+            channels = await self.client.list_channels()
+            bridges = await self.client.list_bridges()
+            if not channels and not bridges:
+                return
+            if time.monotonic() > deadline:
+                names = [c["name"] for c in channels]
+                for channel in channels:  # leave the rig clean for the next test anyway
+                    with contextlib.suppress(AriError):
+                        await self.client.hangup(channel["id"])
+                for bridge in bridges:
+                    with contextlib.suppress(AriError):
+                        await self.client.destroy_bridge(bridge["id"])
+                raise AssertionError(
+                    f"left behind: channels {names}, bridges {[b['id'] for b in bridges]}"
+                )
+            await asyncio.sleep(0.2)
+
+
+async def calls_done(app: Any, timeout: float = DEFAULT_WAIT_SECONDS) -> list[dict[str, Any]]:
+    """Wait until numcfg finished every call (record saved), then return the call details."""
+    pending = list(app.services.active.values())
+    if pending:
+        _done, still = await asyncio.wait(pending, timeout=timeout)
+        assert not still, "numcfg calls did not finish"
+    return await asyncio.to_thread(app.store.list_calls)

@@ -1,0 +1,112 @@
+"""ARI connection loss and shutdown on the real Asterisk (issue 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from .conftest import REPO, install_dialplan, kill_ari_websockets, write_config
+from .harness import Harness, calls_done
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_reconnects_after_ari_websocket_is_killed_and_serves_next_call(
+    harness: Harness, numcfg
+) -> None:
+    app = await numcfg()
+    assert app.stream.connections == 1
+    assert await asyncio.to_thread(kill_ari_websockets, "numcfg") == 1
+    await wait_until(lambda: app.stream.connections >= 2 and app.stream.connected, 20, "reconnect")
+    leg = await harness.call("+33185000000")
+    await harness.heard(leg, "sound:numcfg/en/welcome")
+    await harness.ended(leg)
+    calls = await calls_done(app)
+    assert calls[0]["route"] == ["greeting", "hangup"]
+
+
+async def test_reconnect_hangs_up_channels_left_without_owner(harness: Harness, numcfg) -> None:
+    """A call that sat in Stasis with no owner (its events were lost while the websocket
+    was down) is not left silent forever: reconciliation after reconnecting hangs it up."""
+    app = await numcfg()
+    real_handler = app.dispatcher.on_unrouted
+    app.dispatcher.on_unrouted = lambda event: None  # the StasisStart is "lost"
+    leg = await harness.call("+33185000000")
+
+    async def parked() -> bool:
+        info = await app.client.application()
+        return leg.far_id in info["channel_ids"]
+
+    deadline = time.monotonic() + 10
+    while not await parked():
+        assert time.monotonic() < deadline, "call never reached numcfg's Stasis app"
+        await asyncio.sleep(0.1)
+    app.dispatcher.on_unrouted = real_handler
+    assert await asyncio.to_thread(kill_ari_websockets, "numcfg") == 1
+    await harness.ended(leg, timeout=20)
+    assert harness.media_heard(leg) == []
+
+
+async def test_sigterm_lets_the_call_in_progress_finish(harness: Harness, tmp_path) -> None:
+    harness.reset()
+    config = write_config(tmp_path)
+    install_dialplan(config)
+    env = {**os.environ}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "asterisk_bridge.cli",
+        "run",
+        "-c",
+        str(config),
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        # Wait until the service is connected (its /ready answers 200).
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    async with http.get("http://127.0.0.1:18090/ready") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert time.monotonic() < deadline, "numcfg run did not become ready"
+                await asyncio.sleep(0.2)
+        leg = await harness.call("+33185000000")
+        await harness.heard(leg, "sound:numcfg/en/welcome")
+        proc.send_signal(signal.SIGTERM)
+        finished = await harness.wait_for(
+            lambda e: (
+                e.get("type") == "PlaybackFinished"
+                and e["playback"]["target_uri"] == f"channel:{leg.far_id}"
+            ),
+            what="greeting to finish",
+        )
+        # The greeting played to its end: SIGTERM did not cut the call.
+        assert finished["playback"]["state"] == "done"
+        await harness.ended(leg)
+        code = await asyncio.wait_for(proc.wait(), 20)
+        assert code == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
