@@ -127,7 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_calls)
+
+    # Feature commands live in their own modules, each with `register(subparsers)`.
+    for module in _command_modules():
+        module.register(sub)
     return parser
+
+
+def _command_modules() -> list:  # list of modules with register(subparsers)
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:

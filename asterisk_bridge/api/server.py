@@ -6,7 +6,6 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +25,13 @@ class ApiError(Exception):
 
 def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _route_modules() -> list[Any]:
+    # Each feature's routes live in their own module with `add_routes(api, app_state)`.
+    from . import routes_calls
+
+    return [routes_calls]
 
 
 def build_api(app_state: Any) -> web.Application:
@@ -82,36 +88,9 @@ def build_api(app_state: Any) -> web.Application:
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
-    async def list_calls(request: web.Request) -> web.Response:
-        since_text = request.query.get("since")
-        since = None
-        if since_text:
-            try:
-                since = datetime.fromisoformat(since_text)
-            except ValueError as exc:
-                raise ApiError(
-                    400, "bad_since", f"since: not an ISO 8601 time: {since_text!r}"
-                ) from exc
-        try:
-            limit = int(request.query.get("limit", "100"))
-        except ValueError as exc:
-            raise ApiError(400, "bad_limit", "limit: expected an integer") from exc
-        if not 1 <= limit <= 1000:
-            raise ApiError(400, "bad_limit", "limit: must be between 1 and 1000")
-        calls = await db(
-            store.list_calls, number=request.query.get("number") or None, since=since, limit=limit
-        )
-        return web.json_response({"calls": calls})
-
-    async def get_call(request: web.Request) -> web.Response:
-        call = await db(store.get_call, request.match_info["call_id"])
-        if call is None:
-            raise ApiError(404, "not_found", "no such call")
-        return web.json_response(call)
-
     api.router.add_get("/health", health)
     api.router.add_get("/ready", ready)
     api.router.add_get("/metrics", metrics)
-    api.router.add_get("/api/calls", list_calls)
-    api.router.add_get("/api/calls/{call_id}", get_call)
+    for module in _route_modules():
+        module.add_routes(api, app_state)
     return api

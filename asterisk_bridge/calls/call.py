@@ -34,6 +34,8 @@ class Call:
         self.answered = False
         self._bridges: set[str] = set()
         self._channels: set[str] = set()  # legs we created (employees, forwards)
+        self.active_bridge: str | None = None
+        self.warned = False  # the recording warning plays once per call, ever
 
     @property
     def hung_up(self) -> bool:
@@ -76,6 +78,20 @@ class Call:
         self.inbox.claim(channel_id)
         self._channels.add(channel_id)
         return channel_id
+
+    def forget_channel(self, channel_id: str) -> None:
+        self._channels.discard(channel_id)
+        self.inbox.release(channel_id)
+
+    def forget_bridge(self, bridge_id: str) -> None:
+        self._bridges.discard(bridge_id)
+        self.inbox.release(bridge_id)
+
+    async def on_bridged(self, bridge_id: str) -> None:
+        """Hook: the caller now talks to someone in `bridge_id` (recording starts here)."""
+
+    async def on_unbridged(self, bridge_id: str) -> None:
+        """Hook: the conversation in `bridge_id` ended (recording stops here)."""
 
     async def hangup(self, reason: str = "normal") -> None:
         if self.inbox.hung_up:

@@ -30,8 +30,9 @@ def render_dialplan(config: Config) -> str:
             f"; {number_id}: {number.name or number_id}",
             f"exten => {e164},1,NoOp(numcfg inbound {number_id})",
             f" same => n,Stasis({app},inbound,{number_id})",
-            # Stasis() returns FAILED when the app is not connected to ARI.
-            ' same => n,GotoIf($["${STASISSTATUS}" = "FAILED"]?backup)',
+            # Stasis() returns FAILED when the app is not connected to ARI; a draining
+            # numcfg (SIGTERM) hands new calls back with NUMCFG_BACKUP=1.
+            ' same => n,GotoIf($["${STASISSTATUS}" = "FAILED" | "${NUMCFG_BACKUP}" = "1"]?backup)',
             " same => n,Hangup()",
             " same => n(backup),NoOp(numcfg not connected: backup number)",
         ]

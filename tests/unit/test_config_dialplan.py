@@ -29,7 +29,7 @@ EXPECTED = """\
 ; paris: Paris main line
 exten => +33185000000,1,NoOp(numcfg inbound paris)
  same => n,Stasis(numcfg-a,inbound,paris)
- same => n,GotoIf($["${STASISSTATUS}" = "FAILED"]?backup)
+ same => n,GotoIf($["${STASISSTATUS}" = "FAILED" | "${NUMCFG_BACKUP}" = "1"]?backup)
  same => n,Hangup()
  same => n(backup),NoOp(numcfg not connected: backup number)
  same => n,Dial(PJSIP/+33600000001@provider,60)
@@ -38,7 +38,7 @@ exten => paris,1,Goto(+33185000000,1)
 ; lyon: lyon
 exten => +33472000000,1,NoOp(numcfg inbound lyon)
  same => n,Stasis(numcfg-a,inbound,lyon)
- same => n,GotoIf($["${STASISSTATUS}" = "FAILED"]?backup)
+ same => n,GotoIf($["${STASISSTATUS}" = "FAILED" | "${NUMCFG_BACKUP}" = "1"]?backup)
  same => n,Hangup()
  same => n(backup),NoOp(numcfg not connected: backup number)
  same => n,Playback(ss-noservice)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from asterisk_bridge.store import CONFIG_CHANNEL, NotFoundError, Store, open_store
 from asterisk_bridge.store.tables import metadata
-from tests.fixtures_pg import fresh_database, pg_db_url, pg_url  # noqa: F401  (fixtures)
+from tests.fixtures_pg import fresh_database
 
 T = TypeVar("T")
 

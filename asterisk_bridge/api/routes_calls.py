@@ -1,0 +1,72 @@
+"""/api/calls: call details (SPEC section 7)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .server import ApiError
+
+
+def add_routes(api: web.Application, app_state: Any) -> None:
+    store = app_state.services.store
+
+    async def db(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def list_calls(request: web.Request) -> web.Response:
+        since_text = request.query.get("since")
+        since = None
+        if since_text:
+            try:
+                since = datetime.fromisoformat(since_text)
+            except ValueError as exc:
+                raise ApiError(
+                    400, "bad_since", f"since: not an ISO 8601 time: {since_text!r}"
+                ) from exc
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError as exc:
+            raise ApiError(400, "bad_limit", "limit: expected an integer") from exc
+        if not 1 <= limit <= 1000:
+            raise ApiError(400, "bad_limit", "limit: must be between 1 and 1000")
+        calls = await db(
+            store.list_calls, number=request.query.get("number") or None, since=since, limit=limit
+        )
+        return web.json_response({"calls": calls})
+
+    async def get_call(request: web.Request) -> web.Response:
+        call = await db(store.get_call, request.match_info["call_id"])
+        if call is None:
+            raise ApiError(404, "not_found", "no such call")
+        return web.json_response(call)
+
+    async def get_recording(request: web.Request) -> web.StreamResponse:
+        call = await db(store.get_call, request.match_info["call_id"])
+        if call is None:
+            raise ApiError(404, "not_found", "no such call")
+        recording = call.get("recording") or {}
+        if not recording.get("file"):
+            raise ApiError(404, "no_recording", "this call was not recorded")
+        folder = app_state.config_holder.current.storage.recordings
+        path = await db(_recording_path, folder, recording["file"])
+        if path is None:
+            raise ApiError(404, "no_recording", "the recording file is missing")
+        return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+    api.router.add_get("/api/calls", list_calls)
+    api.router.add_get("/api/calls/{call_id}", get_call)
+    api.router.add_get("/api/calls/{call_id}/recording", get_recording)
+
+
+def _recording_path(folder_text: str, file: str) -> Path | None:
+    # Only files inside the recordings folder are ever served, whatever the record says.
+    folder = Path(folder_text).resolve()
+    path = (folder / Path(file).name).resolve()
+    if path.parent != folder or not path.is_file():
+        return None
+    return path

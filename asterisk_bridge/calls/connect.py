@@ -1,0 +1,161 @@
+"""Ring one destination (an employee's phone, a mobile, an external number) and, on
+answer, bridge it with the caller until one side hangs up."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from ..ari.errors import AriError, AriNotFound
+from ..ari.events import (
+    ChannelDestroyed,
+    ChannelHangupRequest,
+    ChannelStateChange,
+    Dial,
+    StasisEnd,
+    StasisStart,
+)
+from ..ari.inbox import new_id
+from .call import Call
+
+log = logging.getLogger("numcfg.calls")
+
+# Asterisk's dial timeout ends an unanswered leg; this margin only guards against a lost
+# event so a call can never wait forever on a leg.
+DIAL_GUARD_SECONDS = 5.0
+# Hangup causes (Q.850) that mean "busy or refused" rather than "nobody answered".
+BUSY_CAUSES = {17, 21}
+
+
+class RingOutcome(Enum):
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+    CALLER_HUNG_UP = "caller_hung_up"
+
+
+class TalkEnd(Enum):
+    CALLER_HUNG_UP = "caller"
+    CALLEE_HUNG_UP = "callee"
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    channel_id: str
+    target: str
+
+
+async def ring(
+    call: Call,
+    endpoint: str,
+    *,
+    ring_time: float,
+    caller_id: str | None = None,
+    ringback: bool = True,
+) -> tuple[RingOutcome, Leg | None]:
+    """Ring `endpoint` for `ring_time` seconds while the caller hears ringing."""
+    leg_id = call.new_channel_id()
+    tone_id: str | None = None
+    try:
+        await call.client.create_channel(
+            endpoint=endpoint, channel_id=leg_id, app_args="leg", caller_id=caller_id
+        )
+    except AriError as exc:
+        log.warning("call %s: cannot create a channel to %s: %s", call.record.id, endpoint, exc)
+        call.forget_channel(leg_id)
+        return RingOutcome.FAILED, None
+    try:
+        await call.client.dial(leg_id, caller_id=caller_id, timeout=max(1, round(ring_time)))
+    except AriError as exc:
+        log.warning("call %s: dialing %s failed: %s", call.record.id, endpoint, exc)
+        await _drop_leg(call, leg_id)
+        return RingOutcome.FAILED, None
+    if ringback:
+        tone_id = new_id("pb")
+        call.inbox.claim(tone_id)
+        with contextlib.suppress(AriError):
+            await call.client.play(call.channel_id, "tone:ring", playback_id=tone_id)
+    try:
+        outcome = await _await_answer(call, leg_id, ring_time + DIAL_GUARD_SECONDS)
+    finally:
+        if tone_id is not None:
+            with contextlib.suppress(AriError):
+                await call.client.stop_playback(tone_id)
+            call.inbox.release(tone_id)
+    if outcome is not RingOutcome.ANSWERED:
+        await _drop_leg(call, leg_id)
+        return outcome, None
+    return outcome, Leg(leg_id, endpoint)
+
+
+async def _await_answer(call: Call, leg_id: str, guard: float) -> RingOutcome:
+    deadline = time.monotonic() + guard
+    while True:
+        if call.hung_up:
+            return RingOutcome.CALLER_HUNG_UP
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return RingOutcome.NO_ANSWER
+        event = await call.inbox.get(remaining)
+        match event:
+            case Dial(peer=peer, dialstatus=status) if peer.id == leg_id:
+                if status == "ANSWER":
+                    return RingOutcome.ANSWERED
+                if status in ("BUSY", "CONGESTION"):
+                    return RingOutcome.BUSY
+                if status in ("NOANSWER", "CANCEL"):
+                    return RingOutcome.NO_ANSWER
+                if status == "CHANUNAVAIL":
+                    return RingOutcome.FAILED
+            case ChannelStateChange(channel=ch) if ch.id == leg_id and ch.state == "Up":
+                return RingOutcome.ANSWERED
+            case ChannelDestroyed(channel=ch, cause=cause) if ch.id == leg_id:
+                return RingOutcome.BUSY if cause in BUSY_CAUSES else RingOutcome.NO_ANSWER
+            case ChannelHangupRequest(channel=ch, cause=cause) if ch.id == leg_id:
+                return RingOutcome.BUSY if cause in BUSY_CAUSES else RingOutcome.NO_ANSWER
+            case StasisEnd(channel=ch) if ch.id == leg_id:
+                return RingOutcome.NO_ANSWER
+            case StasisStart():
+                pass
+
+
+async def _drop_leg(call: Call, leg_id: str) -> None:
+    with contextlib.suppress(AriError):
+        await call.client.hangup(leg_id)
+    call.forget_channel(leg_id)
+
+
+async def bridge_and_talk(call: Call, leg: Leg) -> TalkEnd:
+    """Bridge caller and leg; return who hung up first. The other side is hung up."""
+    bridge_id = call.new_bridge_id()
+    await call.client.create_bridge(bridge_id, kind="mixing,dtmf_events", name=call.record.id)
+    # One side may hang up in between (404): the loop below sees which.
+    with contextlib.suppress(AriNotFound):
+        await call.client.add_to_bridge(bridge_id, [call.channel_id, leg.channel_id])
+    call.active_bridge = bridge_id
+    await call.on_bridged(bridge_id)
+    leg_gone = False
+    while not call.hung_up and not leg_gone:
+        event = await call.inbox.get()
+        match event:
+            case (
+                ChannelHangupRequest(channel=ch)
+                | ChannelDestroyed(channel=ch)
+                | StasisEnd(channel=ch)
+            ) if ch.id == leg.channel_id:
+                leg_gone = True
+    await call.on_unbridged(bridge_id)
+    ended = TalkEnd.CALLEE_HUNG_UP if leg_gone and not call.hung_up else TalkEnd.CALLER_HUNG_UP
+    # The bridge is only needed while both talk; destroying it now keeps nothing behind.
+    with contextlib.suppress(AriError):
+        await call.client.hangup(leg.channel_id)
+    call.forget_channel(leg.channel_id)
+    with contextlib.suppress(AriError):
+        await call.client.destroy_bridge(bridge_id)
+    call.forget_bridge(bridge_id)
+    call.active_bridge = None
+    return ended
