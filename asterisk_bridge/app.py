@@ -59,6 +59,10 @@ class App:
             on_connected=self.reconcile,
             on_state=lambda up: self.metrics.ari_connected.set(1 if up else 0),
         )
+        # Read at scrape time, so reloads from SIGHUP and from the file watcher both count.
+        self.metrics.config_reload_failed.set_function(
+            lambda: 1.0 if self.config_holder.last_error else 0.0
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._stopped = asyncio.Event()
@@ -99,9 +103,8 @@ class App:
         except Exception:
             log.exception("config watcher stopped; SIGHUP still reloads")
 
-    def reload(self) -> None:
-        ok = self.config_holder.reload()
-        self.metrics.config_reload_failed.set(0 if ok else 1)
+    def reload(self) -> bool:
+        return self.config_holder.reload()
 
     async def drain(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:
         """Let calls in progress finish (new inbound calls go to the backup branch)."""
