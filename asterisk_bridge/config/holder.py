@@ -14,7 +14,7 @@ from pathlib import Path
 import watchfiles
 
 from .errors import ConfigError, ConfigIssue
-from .loader import load_config
+from .loader import load_config, load_config_text
 from .schema import Config
 
 log = logging.getLogger("numcfg.config")
@@ -46,6 +46,34 @@ class ConfigHolder:
         self.last_error = None
         self.generation += 1
         log.info("config reloaded from %s (generation %d)", self.path, self.generation)
+        return True
+
+    def reload_text(self, text: str, origin: str) -> bool:
+        """Load a config published as text (e.g. origin "store:v7"), as reload() does a file.
+
+        Relative paths resolve beside the local file and ${VAR} from this node's
+        environment, so a published config reads like the file it replaces.
+        """
+        try:
+            config = load_config_text(
+                text, filename=origin, env=self._env, base_dir=self.path.resolve().parent
+            )
+        except ConfigError as exc:
+            self.last_error = exc.issues
+            log.error(
+                "config %s rejected, keeping generation %d: %d issue(s)",
+                origin,
+                self.generation,
+                len(exc.issues),
+            )
+            for issue in exc.issues:
+                log.error("%s", issue)
+            return False
+        config._source_path = self.path.resolve()
+        self.current = config
+        self.last_error = None
+        self.generation += 1
+        log.info("config loaded from %s (generation %d)", origin, self.generation)
         return True
 
     async def watch(self) -> None:
