@@ -28,6 +28,9 @@ log = logging.getLogger("numcfg")
 # SIGTERM lets calls in progress finish; past this they are hung up so a stuck call cannot
 # block a deploy forever.
 DRAIN_TIMEOUT_SECONDS = 600.0
+# A StasisStart read from the websocket is dispatched at once; one second is ample for
+# an in-flight one to claim its channel before reconciliation calls it an orphan.
+RECONCILE_GRACE_SECONDS = 1.0
 
 
 class App:
@@ -68,18 +71,27 @@ class App:
         self._stopped = asyncio.Event()
 
     async def reconcile(self) -> None:
-        """After a (re)connection: resync our calls, hang up orphans left in Stasis."""
-        info = await self.client.application()
-        owned = self.router.owned_ids()
+        """After a (re)connection: resync our calls, hang up orphans left in Stasis.
+
+        A channel listed by ARI but not owned yet may simply be a new call whose
+        StasisStart is still on its way over the websocket, so candidates get a short
+        grace period and only those still unowned afterwards are hung up.
+        """
         for sink in self.router.sinks():
             sink.deliver(StreamResumed("StreamResumed", {}))
-        for channel_id in info.get("channel_ids", []):
-            if channel_id not in owned:
+        info = await self.client.application()
+        channels = [c for c in info.get("channel_ids", []) if self.router.owner(c) is None]
+        bridges = [b for b in info.get("bridge_ids", []) if self.router.owner(b) is None]
+        if not channels and not bridges:
+            return
+        await asyncio.sleep(RECONCILE_GRACE_SECONDS)
+        for channel_id in channels:
+            if self.router.owner(channel_id) is None:
                 log.warning("hanging up channel %s left in Stasis without an owner", channel_id)
                 with contextlib.suppress(AriError):
                     await self.client.hangup(channel_id)
-        for bridge_id in info.get("bridge_ids", []):
-            if bridge_id not in owned:
+        for bridge_id in bridges:
+            if self.router.owner(bridge_id) is None:
                 with contextlib.suppress(AriError):
                     await self.client.destroy_bridge(bridge_id)
 

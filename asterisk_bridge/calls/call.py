@@ -36,6 +36,10 @@ class Call:
         self._channels: set[str] = set()  # legs we created (employees, forwards)
         self.active_bridge: str | None = None
         self.warned = False  # the recording warning plays once per call, ever
+        self.callee_hung_up_first = False
+        from .recording import Recorder
+
+        self.recorder = Recorder(self)
 
     @property
     def hung_up(self) -> bool:
@@ -88,10 +92,12 @@ class Call:
         self.inbox.release(bridge_id)
 
     async def on_bridged(self, bridge_id: str) -> None:
-        """Hook: the caller now talks to someone in `bridge_id` (recording starts here)."""
+        """The caller now talks to someone in `bridge_id`: recording starts here."""
+        await self.recorder.start(bridge_id)
 
     async def on_unbridged(self, bridge_id: str) -> None:
-        """Hook: the conversation in `bridge_id` ended (recording stops here)."""
+        """The conversation in `bridge_id` ended: the recording is closed and kept."""
+        await self.recorder.stop()
 
     async def hangup(self, reason: str = "normal") -> None:
         if self.inbox.hung_up:
@@ -110,6 +116,8 @@ class Call:
             self.inbox.release_all()
 
     async def _cleanup(self) -> None:
+        if self.recorder.name is not None:
+            await self.recorder.stop()
         for leg in list(self._channels):
             with contextlib.suppress(AriError):
                 await self.client.hangup(leg)

@@ -26,6 +26,8 @@ log = logging.getLogger("numcfg.calls")
 # Asterisk's dial timeout ends an unanswered leg; this margin only guards against a lost
 # event so a call can never wait forever on a leg.
 DIAL_GUARD_SECONDS = 5.0
+# A created channel enters Stasis within milliseconds on a local Asterisk.
+LEG_STASIS_SECONDS = 5.0
 # Hangup causes (Q.850) that mean "busy or refused" rather than "nobody answered".
 BUSY_CAUSES = {17, 21}
 
@@ -69,6 +71,7 @@ async def ring(
         call.forget_channel(leg_id)
         return RingOutcome.FAILED, None
     try:
+        await _in_stasis(call, leg_id)
         await call.client.dial(leg_id, caller_id=caller_id, timeout=max(1, round(ring_time)))
     except AriError as exc:
         log.warning("call %s: dialing %s failed: %s", call.record.id, endpoint, exc)
@@ -90,6 +93,19 @@ async def ring(
         await _drop_leg(call, leg_id)
         return outcome, None
     return outcome, Leg(leg_id, endpoint)
+
+
+async def _in_stasis(call: Call, leg_id: str) -> None:
+    """/channels/create returns before the channel is in our app; /dial before its
+    StasisStart answers 409, so wait for it (other events stay observed by the inbox)."""
+    deadline = time.monotonic() + LEG_STASIS_SECONDS
+    while (remaining := deadline - time.monotonic()) > 0:
+        match await call.inbox.get(remaining):
+            case StasisStart(channel=ch) if ch.id == leg_id:
+                return
+            case ChannelDestroyed(channel=ch) if ch.id == leg_id:
+                raise AriNotFound(404, "leg hung up before ringing", method="POST", path="dial")
+    raise AriError(0, "leg never entered Stasis", method="POST", path="dial")
 
 
 async def _await_answer(call: Call, leg_id: str, guard: float) -> RingOutcome:
@@ -159,3 +175,59 @@ async def bridge_and_talk(call: Call, leg: Leg) -> TalkEnd:
     call.forget_bridge(bridge_id)
     call.active_bridge = None
     return ended
+
+
+async def ring_many(
+    call: Call, endpoints: dict[str, str], *, ring_time: float
+) -> tuple[str, Leg] | None:
+    """Ring several endpoints at once (all_at_once queues): the first to answer wins and
+    the others stop ringing at once. Returns (key, leg) of the winner, or None."""
+    legs: dict[str, str] = {}
+    for key, endpoint in endpoints.items():
+        leg_id = call.new_channel_id()
+        try:
+            await call.client.create_channel(
+                endpoint=endpoint,
+                channel_id=leg_id,
+                app_args="leg",
+                caller_id=call.record.caller or None,
+            )
+            await _in_stasis(call, leg_id)
+            await call.client.dial(
+                leg_id, caller_id=call.record.caller or None, timeout=max(1, round(ring_time))
+            )
+        except AriError as exc:
+            log.warning("call %s: cannot ring %s: %s", call.record.id, endpoint, exc)
+            await _drop_leg(call, leg_id)
+            continue
+        legs[leg_id] = key
+    winner: str | None = None
+    deadline = time.monotonic() + ring_time + DIAL_GUARD_SECONDS
+    while legs and winner is None and not call.hung_up:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        event = await call.inbox.get(remaining)
+        match event:
+            case Dial(peer=peer, dialstatus="ANSWER") if peer.id in legs:
+                winner = peer.id
+            case ChannelStateChange(channel=ch) if ch.id in legs and ch.state == "Up":
+                winner = ch.id
+            case Dial(peer=peer, dialstatus=status) if peer.id in legs and status in (
+                "BUSY",
+                "NOANSWER",
+                "CANCEL",
+                "CHANUNAVAIL",
+                "CONGESTION",
+            ):
+                await _drop_leg(call, peer.id)
+                legs.pop(peer.id, None)
+            case ChannelDestroyed(channel=ch) | ChannelHangupRequest(channel=ch) if ch.id in legs:
+                await _drop_leg(call, ch.id)
+                legs.pop(ch.id, None)
+    for leg_id in list(legs):
+        if leg_id != winner:
+            await _drop_leg(call, leg_id)
+    if winner is None:
+        return None
+    return legs[winner], Leg(winner, endpoints[legs[winner]])

@@ -4,7 +4,9 @@ current when it started (a reload never changes a call in progress)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..ari.client import AriClient
@@ -26,6 +28,8 @@ class Services:
     node: str
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     draining: bool = False
+    # Tests fix the clock to check working hours and quota months deterministically.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     async def db(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a (short, sync) store method off the event loop."""

@@ -215,6 +215,38 @@ class Harness:
             what=f"call {leg.far_id} to end",
         )
 
+    async def bridged(
+        self, leg: CallerLeg, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> dict[str, Any]:
+        """The caller's channel entered a bridge (numcfg connected it to someone)."""
+        return await self.wait_for(
+            lambda e: e.get("type") == "ChannelEnteredBridge" and e["channel"]["id"] == leg.far_id,
+            timeout,
+            what="caller to be bridged",
+        )
+
+    async def employee_rung(
+        self, ext: str, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> dict[str, Any]:
+        return await self.wait_for(
+            lambda e: e.get("type") == "StasisStart" and e.get("args") == ["employee", ext],
+            timeout,
+            what=f"extension {ext} to ring",
+        )
+
+    async def trunk_rung(
+        self, number: str, timeout: float = DEFAULT_WAIT_SECONDS
+    ) -> dict[str, Any]:
+        return await self.wait_for(
+            lambda e: e.get("type") == "StasisStart" and e.get("args") == ["trunk", number],
+            timeout,
+            what=f"the trunk to ring {number}",
+        )
+
+    async def speak(self, leg: CallerLeg, media: str = "sound:tt-monkeys") -> None:
+        """The caller talks: media played on the caller's phone flows to numcfg's side."""
+        await self.client.play(leg.caller_id, media, playback_id=f"say-{uuid.uuid4().hex[:10]}")
+
     async def assert_clean(self, timeout: float = 10.0) -> None:
         """No channel or bridge may outlive a test."""
         deadline = time.monotonic() + timeout

@@ -1,0 +1,68 @@
+"""Ringing employees: availability, the busy claim, and talking once answered."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+
+from .call import Call
+from .connect import Leg, RingOutcome, TalkEnd, bridge_and_talk, ring
+from .record import now
+
+log = logging.getLogger("numcfg.calls")
+
+
+class Reach(Enum):
+    """How an attempt to reach someone ended, from the flow's point of view."""
+
+    TALKED = "talked"  # answered; the conversation is over
+    NOT_REACHED = "not_reached"  # no answer, busy, unavailable or refused
+    CALLER_GONE = "caller_gone"
+
+
+async def employee_available(call: Call, employee_id: str) -> bool:
+    """Working (workday started and not paused). Never started counts as absent."""
+    state = await call.services.db(call.services.store.get_workday, employee_id)
+    return state == "working"
+
+
+async def ring_employee(
+    call: Call, employee_id: str, *, ring_time: float, step: str | None = None
+) -> Reach:
+    """Ring one employee's phone; on answer bridge and talk until someone hangs up."""
+    employee = call.config.employees[employee_id]
+    claimed = await call.services.db(
+        call.services.store.claim_employee, employee_id, call.record.id, call.services.node
+    )
+    if not claimed:
+        log.info("call %s: %s is on another call", call.record.id, employee_id)
+        return Reach.NOT_REACHED
+    try:
+        outcome, leg = await ring(
+            call, employee.endpoint, ring_time=ring_time, caller_id=call.record.caller or None
+        )
+        if outcome is RingOutcome.CALLER_HUNG_UP:
+            return Reach.CALLER_GONE
+        if leg is None:
+            log.info("call %s: %s not reached (%s)", call.record.id, employee_id, outcome.value)
+            return Reach.NOT_REACHED
+        await talk(call, leg, employee_id=employee_id, step=step or f"employee:{employee_id}")
+        return Reach.TALKED
+    finally:
+        await call.services.db(call.services.store.release_employee, employee_id, call.record.id)
+
+
+async def talk(call: Call, leg: Leg, *, employee_id: str | None, step: str) -> TalkEnd:
+    call.step(step)
+    call.record.employee = employee_id or call.record.employee
+    if call.record.answered_at is None:
+        call.record.answered_at = now()
+    call.record.disposition = "answered" if employee_id else "forwarded"
+    ended = await bridge_and_talk(call, leg)
+    call.callee_hung_up_first = ended is TalkEnd.CALLEE_HUNG_UP
+    number = call.config.numbers.get(call.record.number or "")
+    if call.callee_hung_up_first and employee_id and number is not None and number.rating:
+        from .rating import ask_rating
+
+        await ask_rating(call)
+    return ended

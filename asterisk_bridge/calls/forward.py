@@ -1,0 +1,61 @@
+"""Forwarding to mobiles and external numbers through the trunk."""
+
+from __future__ import annotations
+
+import logging
+
+from ..policy.numbers import allowed_external, is_e164
+from .call import Call
+from .connect import RingOutcome, ring
+from .employees import Reach, talk
+
+log = logging.getLogger("numcfg.calls")
+
+# How long an external number rings before the next fallback: long enough for a mobile
+# to be fished out of a pocket, short of most voicemail pickups.
+FORWARD_RING_SECONDS = 25
+
+
+def forward_caller_id(call: Call) -> str:
+    """What the called party sees: `forward_caller_id` (a number id or E.164), else the
+    number the client called."""
+    number = call.config.numbers[call.record.number]
+    shown = number.forward_caller_id
+    if shown and shown in call.config.numbers:
+        return call.config.numbers[shown].number
+    return shown or number.number
+
+
+async def forward(
+    call: Call, e164: str, *, step: str, ring_time: float = FORWARD_RING_SECONDS
+) -> Reach:
+    """Ring an external number; refused (NOT_REACHED) outside the allowlist."""
+    patterns = call.config.account.external_allowlist
+    if not is_e164(e164) or not allowed_external(e164, patterns):
+        # Checked at load time too; checked again here because the allowlist may have
+        # changed by reload and the number may come from a callback request.
+        log.warning(
+            "call %s: forward to %s refused: outside external_allowlist", call.record.id, e164
+        )
+        return Reach.NOT_REACHED
+    endpoint = call.config.asterisk.trunk.replace("{number}", e164)
+    outcome, leg = await ring(
+        call, endpoint, ring_time=ring_time, caller_id=forward_caller_id(call)
+    )
+    if outcome is RingOutcome.CALLER_HUNG_UP:
+        return Reach.CALLER_GONE
+    if leg is None:
+        return Reach.NOT_REACHED
+    await talk(call, leg, employee_id=None, step=step)
+    return Reach.TALKED
+
+
+async def forward_to_mobile(call: Call, employee_id: str) -> Reach:
+    mobile = call.config.employees[employee_id].mobile
+    if not mobile:
+        return Reach.NOT_REACHED
+    reach = await forward(call, mobile, step=f"mobile:{employee_id}")
+    if reach is Reach.TALKED:
+        call.record.employee = employee_id
+        call.record.disposition = "forwarded"
+    return reach

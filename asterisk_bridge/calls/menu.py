@@ -1,0 +1,70 @@
+"""IVR menus: prompt, digits with first/inter-digit timeouts, retries, on_failure."""
+
+from __future__ import annotations
+
+import logging
+
+from ..ari.media import Status, wait_digits
+from ..config.schema import MenuAction, RepeatAction
+from ..policy.digits import MatchStatus, match_menu, match_on_timeout
+from .call import Call
+
+log = logging.getLogger("numcfg.calls")
+
+
+async def run_menu(call: Call, menu_id: str) -> bool:
+    """Run a menu until the caller picks an option (then execute it) or fails
+    `retries` times (then `on_failure`). Sub-menus replace the current menu, so a caller
+    may walk between menus indefinitely, but only by choosing."""
+    from .actions import execute
+
+    if not await call.answer():
+        return True
+    failures = 0
+    while True:
+        menu = call.config.ivr_menus[menu_id]
+        if failures >= menu.retries:
+            log.info("call %s: menu %s failed %d times", call.record.id, menu_id, failures)
+            return await execute(call, menu.on_failure)
+        if menu.prompt:
+            result = await call.play(menu.prompt, interrupt_on_digit=True)
+            if result.status is Status.HANGUP:
+                return True
+        options = list(menu.options)
+
+        def complete(buffer: str, options: list[str] = options) -> Status | None:
+            verdict = match_menu(buffer, options)
+            if verdict.status is MatchStatus.COMPLETE:
+                return Status.FINISHED
+            if verdict.status is MatchStatus.INVALID:
+                return Status.FAILED
+            return None
+
+        status, buffer = await wait_digits(
+            call.inbox,
+            first_timeout=menu.first_digit_timeout,
+            inter_timeout=menu.inter_digit_timeout,
+            done=complete,
+        )
+        if status is Status.HANGUP:
+            return True
+        choice: str | None = None
+        if status is Status.FINISHED:
+            choice = match_menu(buffer, options).value
+        elif status is Status.TIMEOUT and buffer:
+            verdict = match_on_timeout(buffer, options)
+            choice = verdict.value if verdict.status is MatchStatus.COMPLETE else None
+        if choice is None:
+            failures += 1
+            if buffer:  # pressed something wrong (a silent caller just hears the menu again)
+                await call.play_prompt("ivr-invalid")
+            continue
+        action = menu.options[choice]
+        call.step(f"ivr:{menu_id}:{choice}")
+        match action:
+            case RepeatAction():
+                continue
+            case MenuAction(menu=next_menu):
+                menu_id, failures = next_menu, 0
+                continue
+        return await execute(call, action)

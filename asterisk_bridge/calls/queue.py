@@ -1,0 +1,226 @@
+"""Queue groups: callers wait with hold music, available members ring by distribution,
+first come first served, one queue call per employee, `max_wait` then the fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ..ari.errors import AriError
+from ..config.schema import Queue
+from ..policy.queue import ring_budget, ring_rounds
+from .call import Call
+from .connect import RingOutcome, ring
+from .employees import Reach, talk
+
+log = logging.getLogger("numcfg.calls")
+
+# Employees' workday can change from another process (CLI, API, another node) without
+# an event reaching this one: waiting callers re-check at this pace. It is a timer per
+# waiting call, not a poll of Asterisk.
+RECHECK_SECONDS = 3.0
+
+
+@dataclass(eq=False)
+class Waiter:
+    call: Call
+    ringing: bool = False
+
+
+@dataclass
+class QueueState:
+    """Callers waiting in one queue on this node, in arrival order."""
+
+    waiters: list[Waiter] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    def turn(self, waiter: Waiter) -> int:
+        """Position among callers not already ringing someone: 0 is next in line."""
+        idle = [w for w in self.waiters if not w.ringing]
+        return idle.index(waiter) if waiter in idle else 0
+
+
+_QUEUES: dict[str, QueueState] = {}
+
+
+def queue_state(queue_id: str) -> QueueState:
+    return _QUEUES.setdefault(queue_id, QueueState())
+
+
+def moh_class(call: Call) -> str:
+    number = call.config.numbers.get(call.record.number or "")
+    uploaded = getattr(call, "moh_class_override", None)
+    if uploaded:
+        return uploaded
+    language = getattr(getattr(number, "hold_music", None), "language", None) or call.lang
+    return f"numcfg-{language}"
+
+
+async def run_queue(call: Call, queue_id: str) -> bool:
+    queue = call.config.queues[queue_id]
+    number = call.config.numbers.get(call.record.number or "")
+    skip_absent = number.routing.skip_absent_employees if number else True
+    call.step(f"queue:{queue_id}")
+    if not await call.answer():
+        return True
+    state = queue_state(queue_id)
+    waiter = Waiter(call)
+    state.waiters.append(waiter)
+    started = time.monotonic()
+    moh_on = await _moh(call, True)
+    try:
+        while not call.hung_up:
+            waited = time.monotonic() - started
+            if waited >= queue.max_wait:
+                break
+            if state.turn(waiter) < await _free_count(call, queue.members, skip_absent):
+                reach = await _ring_round(call, queue_id, queue, skip_absent, waited, waiter, state)
+                if reach is Reach.TALKED or reach is Reach.CALLER_GONE:
+                    return True
+                if call.hung_up:
+                    return True
+                if not moh_on:
+                    moh_on = await _moh(call, True)
+                continue
+            # Not our turn or nobody free: wait for a change, or re-check shortly.
+            remaining = queue.max_wait - (time.monotonic() - started)
+            async with state.changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        state.changed.wait(), min(RECHECK_SECONDS, max(0.05, remaining))
+                    )
+            # Drain the inbox so a hangup during the wait is seen.
+            while await call.inbox.get(0) is not None:
+                pass
+    finally:
+        if waiter in state.waiters:
+            state.waiters.remove(waiter)
+        call.services.metrics.queue_wait.labels(queue=queue_id).observe(time.monotonic() - started)
+        await state.notify()
+    if call.hung_up:
+        call.record.disposition = call.record.disposition or "abandoned"
+        return True
+    await _moh(call, False)
+    log.info("call %s: queue %s max_wait reached", call.record.id, queue_id)
+    from .actions import execute
+
+    return await execute(call, queue.fallback)
+
+
+async def _moh(call: Call, on: bool) -> bool:
+    with contextlib.suppress(AriError):
+        if on:
+            await call.client.start_moh(call.channel_id, moh_class(call))
+            return True
+        await call.client.stop_moh(call.channel_id)
+    return False
+
+
+async def _free_count(call: Call, members: list[str], skip_absent: bool) -> int:
+    return len(await _available_members(call, members, skip_absent))
+
+
+async def _available_members(call: Call, members: list[str], skip_absent: bool) -> list[str]:
+    """Members who may ring now: working (when absent ones are skipped) and not on a call."""
+    store = call.services.store
+    busy = await call.services.db(store.busy_employees)
+    workdays = await call.services.db(store.workdays) if skip_absent else {}
+    return [
+        m for m in members if m not in busy and (not skip_absent or workdays.get(m) == "working")
+    ]
+
+
+async def _ring_round(
+    call: Call,
+    queue_id: str,
+    queue: Queue,
+    skip_absent: bool,
+    waited: float,
+    waiter: Waiter,
+    state: QueueState,
+) -> Reach:
+    """One pass over the members in distribution order until one answers."""
+    store = call.services.store
+    available = await _available_members(call, queue.members, skip_absent)
+    cursor = await call.services.db(store.get_cursor, queue_id)
+    rounds, new_cursor = ring_rounds(
+        queue.members, queue.distribution, available=available, cursor=cursor
+    )
+    if queue.distribution == "evenly":
+        # Stored before ringing so the next caller starts with the next member.
+        await call.services.db(store.set_cursor, queue_id, new_cursor)
+    for members in rounds:
+        budget = ring_budget(ring_time=queue.ring_time, max_wait=queue.max_wait, waited=waited)
+        if budget <= 0 or call.hung_up:
+            return Reach.NOT_REACHED
+        round_started = time.monotonic()
+        reach = await _ring_together(call, members, budget, waiter, state)
+        if reach is not Reach.NOT_REACHED:
+            return reach
+        waited += time.monotonic() - round_started
+    return Reach.NOT_REACHED
+
+
+async def _ring_together(
+    call: Call, members: list[str], ring_time: float, waiter: Waiter, state: QueueState
+) -> Reach:
+    """Ring `members` at once (one for evenly/in_order); the first to answer wins."""
+    store = call.services.store
+    claimed = []
+    for member in members:
+        if await call.services.db(store.claim_employee, member, call.record.id, call.services.node):
+            claimed.append(member)
+    if not claimed:
+        return Reach.NOT_REACHED
+    waiter.ringing = True
+    await state.notify()
+    try:
+        if len(claimed) == 1:
+            member = claimed[0]
+            endpoint = call.config.employees[member].endpoint
+            outcome, leg = await ring(
+                call,
+                endpoint,
+                ring_time=ring_time,
+                caller_id=call.record.caller or None,
+                ringback=False,
+            )
+            if outcome is RingOutcome.CALLER_HUNG_UP:
+                return Reach.CALLER_GONE
+            if leg is None:
+                return Reach.NOT_REACHED
+            winner = member
+        else:
+            from .connect import ring_many
+
+            winner_leg = await ring_many(
+                call,
+                {m: call.config.employees[m].endpoint for m in claimed},
+                ring_time=ring_time,
+            )
+            if winner_leg is None:
+                return Reach.CALLER_GONE if call.hung_up else Reach.NOT_REACHED
+            winner, leg = winner_leg
+        await _moh(call, False)
+        waiter.ringing = False
+        if waiter in state.waiters:
+            state.waiters.remove(waiter)
+        await state.notify()
+        for member in claimed:
+            if member != winner:
+                await call.services.db(store.release_employee, member, call.record.id)
+        claimed = [winner]
+        await talk(call, leg, employee_id=winner, step=f"employee:{winner}")
+        return Reach.TALKED
+    finally:
+        waiter.ringing = False
+        for member in claimed:
+            await call.services.db(store.release_employee, member, call.record.id)
+        await state.notify()
