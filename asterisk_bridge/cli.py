@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:  # list of modules with register(subparsers)
-    return []
+    from . import cli_crm
+
+    return [cli_crm]
 
 
 def main(argv: list[str] | None = None) -> int:

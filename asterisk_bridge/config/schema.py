@@ -178,6 +178,8 @@ class CrmSettings(_Model):
     backend: Literal["builtin", "bitrix24", "webhook"] = "builtin"
     url: str | None = None
     timeout: Seconds = 1.0
+    # webhook: key of the X-Numcfg-Signature HMAC; usually ${NUMCFG_CRM_SECRET}.
+    secret: str | None = Field(default=None, repr=False)
 
 
 class Employee(_Model):
@@ -185,6 +187,8 @@ class Employee(_Model):
     extension: Extension
     endpoint: str  # dial string of the desk phone, e.g. PJSIP/101
     mobile: E164 | None = None
+    # bitrix24: her Bitrix24 user id, mapping CRM responsibles to her and back.
+    crm_user_id: str | None = None
 
 
 class Queue(_Model):

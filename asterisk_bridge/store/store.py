@@ -30,6 +30,7 @@ from asterisk_bridge.store.tables import (
     calls,
     config_versions,
     contacts,
+    crm_pending,
     employee_claims,
     hold_music,
     leads,
@@ -64,6 +65,8 @@ _WRITE_OPTION: Final = "numcfg_write"
 
 WORKDAY_STATES: Final = frozenset({"working", "paused", "ended"})
 NUMBER_STATUSES: Final = frozenset({"active", "pending_disconnect", "disconnected"})
+# A pending CRM operation is retried until it succeeds or runs out of attempts (failed).
+CRM_PENDING_STATUSES: Final = frozenset({"pending", "failed"})
 CALL_KEYS: Final = (
     "id",
     "number",
@@ -227,6 +230,13 @@ class Store:
             if conn.execute(insert).rowcount == 1:
                 return True
             return conn.execute(take_over).rowcount == 1
+
+    def busy_employees(self, *, stale_after: float = 4 * 3600) -> set[str]:
+        """Employees held by a call (on any node), ignoring claims presumed stale."""
+        cutoff = _now() - timedelta(seconds=stale_after)
+        stmt = sa.select(employee_claims.c.employee).where(employee_claims.c.claimed_at >= cutoff)
+        with self._engine.connect() as conn:
+            return {row[0] for row in conn.execute(stmt)}
 
     def release_employee(self, employee: str, call_id: str) -> None:
         """Free `employee` if `call_id` holds her; another call's claim is left alone."""
@@ -523,6 +533,105 @@ class Store:
             if conn.execute(stmt).rowcount != 1:
                 raise NotFoundError(f"no lead {lead_id!r}")
 
+    def find_lead(self, phone: str) -> dict[str, Any] | None:
+        query = sa.select(leads).where(leads.c.phone == phone)
+        with self._read() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _lead_dict(row)
+
+    def set_call_crm(self, call_id: str, crm: Mapping[str, Any] | None) -> None:
+        """Attach a CRM entity to a call after the fact (a lead created by a retry)."""
+        stmt = sa.update(calls).where(calls.c.id == call_id).values(crm=crm)
+        with self._write() as conn:
+            if conn.execute(stmt).rowcount != 1:
+                raise NotFoundError(f"no call {call_id!r}")
+
+    # -- pending CRM operations -----------------------------------------------------------
+
+    def add_crm_pending(self, *, kind: str, payload: Mapping[str, Any], due_at: datetime) -> str:
+        """Keep a failed CRM operation (`payload` is JSON) for a retry at `due_at`."""
+        op_id = _new_id()
+        stmt = sa.insert(crm_pending).values(
+            id=op_id,
+            kind=kind,
+            payload=dict(payload),
+            status="pending",
+            attempts=0,
+            due_at=_instant("due_at", due_at),
+            created_at=_now(),
+        )
+        with self._write() as conn:
+            conn.execute(stmt)
+        return op_id
+
+    def claim_crm_pending(
+        self, now: datetime, *, limit: int = 20, stale_after: float = 300.0
+    ) -> list[dict[str, Any]]:
+        """Mark up to `limit` due operations as being retried by the caller and return them.
+
+        An operation another node claimed more than `stale_after` seconds ago (it died
+        mid-retry) is due again. The guarded UPDATE makes each row go to one node only.
+        """
+        now = _instant("now", now)
+        due = sa.and_(
+            crm_pending.c.status == "pending",
+            crm_pending.c.due_at <= now,
+            sa.or_(
+                crm_pending.c.claimed_at.is_(None),
+                crm_pending.c.claimed_at < now - timedelta(seconds=stale_after),
+            ),
+        )
+        pick = sa.select(crm_pending.c.seq).where(due).order_by(crm_pending.c.seq).limit(limit)
+        claimed = []
+        with self._write() as conn:
+            for seq in conn.execute(pick).scalars().all():
+                claim = (
+                    sa.update(crm_pending)
+                    .where(crm_pending.c.seq == seq, due)
+                    .values(claimed_at=now)
+                )
+                if conn.execute(claim).rowcount == 1:
+                    claimed.append(seq)
+            if not claimed:
+                return []
+            query = (
+                sa.select(crm_pending)
+                .where(crm_pending.c.seq.in_(claimed))
+                .order_by(crm_pending.c.seq)
+            )
+            return [_crm_pending_dict(row) for row in conn.execute(query).mappings()]
+
+    def finish_crm_pending(self, op_id: str) -> None:
+        """The operation succeeded: forget it."""
+        with self._write() as conn:
+            conn.execute(sa.delete(crm_pending).where(crm_pending.c.id == op_id))
+
+    def retry_crm_pending_later(self, op_id: str, *, error: str, due_at: datetime | None) -> None:
+        """Count a failed attempt; retry at `due_at`, or give up (status failed) when None."""
+        values: dict[str, Any] = {
+            "attempts": crm_pending.c.attempts + 1,
+            "last_error": error,
+            "claimed_at": None,
+        }
+        if due_at is None:
+            values["status"] = "failed"
+        else:
+            values["due_at"] = _instant("due_at", due_at)
+        stmt = sa.update(crm_pending).where(crm_pending.c.id == op_id).values(**values)
+        with self._write() as conn:
+            if conn.execute(stmt).rowcount != 1:
+                raise NotFoundError(f"no pending CRM operation {op_id!r}")
+
+    def list_crm_pending(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Pending (and given-up) CRM operations, oldest first."""
+        query = sa.select(crm_pending).order_by(crm_pending.c.seq)
+        if status is not None:
+            if status not in CRM_PENDING_STATUSES:
+                raise ValueError(f"status must be one of {sorted(CRM_PENDING_STATUSES)}")
+            query = query.where(crm_pending.c.status == status)
+        with self._read() as conn:
+            return [_crm_pending_dict(row) for row in conn.execute(query).mappings()]
+
     # -- hold music -----------------------------------------------------------------------
 
     def set_hold_music(self, number: str, path: str | None) -> None:
@@ -758,5 +867,19 @@ def _lead_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "source": row["source"],
         "responsible": row["responsible"],
         "call_id": row["call_id"],
+        "created_at": _iso(row["created_at"]),
+    }
+
+
+def _crm_pending_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "payload": row["payload"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+        "due_at": _iso(row["due_at"]),
+        "claimed_at": _iso(row["claimed_at"]),
         "created_at": _iso(row["created_at"]),
     }

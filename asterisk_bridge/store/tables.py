@@ -176,6 +176,25 @@ leads = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# CRM operations that failed during a call (CRM down, timeout) and are retried later, so a
+# caller becomes a lead even when the CRM was unreachable at the time. `claimed_at` lets
+# one node at a time work on a row; a claim older than the retry's own timeout is stale.
+crm_pending = sa.Table(
+    "crm_pending",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String, nullable=False, unique=True),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("payload", _json(), nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_crm_pending_status_due", "status", "due_at"),
+)
+
 hold_music = sa.Table(
     "hold_music",
     metadata,
