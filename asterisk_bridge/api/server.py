@@ -29,9 +29,9 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 def _route_modules() -> list[Any]:
     # Each feature's routes live in their own module with `add_routes(api, app_state)`.
-    from . import routes_calls, routes_crm
+    from . import routes_calls, routes_crm, routes_holdmusic
 
-    return [routes_calls, routes_crm]
+    return [routes_calls, routes_crm, routes_holdmusic]
 
 
 def build_api(app_state: Any) -> web.Application:

@@ -168,10 +168,28 @@ class AccountSettings(_Model):
     external_allowlist: list[AllowPattern] = []
 
 
+def _asterisk_path(value: str) -> str:
+    # Written into numcfg-moh.conf as `directory=`: Asterisk resolves a relative path against
+    # its own working directory, and a newline or ';' would inject or cut a config line.
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r}: must be an absolute path (as Asterisk sees it)")
+    if ";" in value or not value.isprintable():
+        raise ValueError(f"{value!r}: must not contain ';' or control characters")
+    return value
+
+
 class StorageSettings(_Model):
-    # The loader fills both beside the config file when absent (see Config._defaults).
+    # The loader fills the relative ones beside the config file (see Config._defaults).
     recordings: str = "recordings"
     voicemail: str = "voicemail"
+    # Converted hold music, one folder per number: <hold_music>/<number-id>/music.wav.
+    hold_music: str = "hold-music"
+    # The same folder as Asterisk sees it (a chroot, container or NFS mount may differ);
+    # None: Asterisk sees the same path as numcfg.
+    hold_music_asterisk: Annotated[str, AfterValidator(_asterisk_path)] | None = None
+    # Where numcfg writes numcfg-moh.conf (musiconhold.conf #tryincludes it);
+    # None: <hold_music>/numcfg-moh.conf, for a symlink from /etc/asterisk.
+    moh_conf: str | None = None
 
 
 class CrmSettings(_Model):
@@ -367,8 +385,13 @@ class Config(_Model):
         storage = data.get("storage", {})
         if isinstance(storage, dict):
             storage = dict(storage)
-            for name in ("recordings", "voicemail"):
-                value = storage.get(name, name)
+            for name, default in (
+                ("recordings", "recordings"),
+                ("voicemail", "voicemail"),
+                ("hold_music", "hold-music"),
+                ("moh_conf", None),
+            ):
+                value = storage.get(name, default)
                 if _relative(value):
                     storage[name] = str(base / value)
             data["storage"] = storage

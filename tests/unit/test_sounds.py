@@ -89,7 +89,8 @@ def test_render_fallback_parser_matches_yaml(prompts):
 
 
 def test_musiconhold_classes():
-    conf = configparser.ConfigParser(comment_prefixes=(";",), inline_comment_prefixes=(";",))
+    # '#' starts Asterisk directives (#tryinclude numcfg-moh.conf): not key=value lines.
+    conf = configparser.ConfigParser(comment_prefixes=(";", "#"), inline_comment_prefixes=(";",))
     conf.read_string(MOH_CONF.read_text())
     assert conf["default"]["mode"] == "files"
     assert conf["default"]["directory"] == "/usr/share/asterisk/moh"
