@@ -166,7 +166,16 @@ class AriClient:
         caller_id: str | None = None,
         variables: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A channel that enters our Stasis app before it rings (dial it next)."""
+        """A channel that enters our Stasis app before it rings (dial it next).
+
+        The caller ID is set as channel variables: /channels/create's callerId does not
+        reach the far side of a Local channel, whose caller is the near side's connected
+        line, while a PJSIP leg sends CALLERID in From:.
+        """
+        values = dict(variables or {})
+        if caller_id:
+            values["CALLERID(num)"] = caller_id
+            values["CONNECTEDLINE(num)"] = caller_id
         return await self.request(
             "POST",
             "/channels/create",
@@ -175,15 +184,12 @@ class AriClient:
                 "app": self.app,
                 "appArgs": app_args,
                 "channelId": channel_id,
-                "callerId": caller_id,
             },
-            json={"variables": dict(variables)} if variables else None,
+            json={"variables": values} if values else None,
         )
 
-    async def dial(self, channel_id: str, *, caller_id: str | None = None, timeout: int) -> None:
-        await self.request(
-            "POST", f"/channels/{channel_id}/dial", params={"caller": caller_id, "timeout": timeout}
-        )
+    async def dial(self, channel_id: str, *, timeout: int) -> None:
+        await self.request("POST", f"/channels/{channel_id}/dial", params={"timeout": timeout})
 
     async def originate(
         self,

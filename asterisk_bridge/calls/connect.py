@@ -72,7 +72,7 @@ async def ring(
         return RingOutcome.FAILED, None
     try:
         await _in_stasis(call, leg_id)
-        await call.client.dial(leg_id, caller_id=caller_id, timeout=max(1, round(ring_time)))
+        await call.client.dial(leg_id, timeout=max(1, round(ring_time)))
     except AriError as exc:
         log.warning("call %s: dialing %s failed: %s", call.record.id, endpoint, exc)
         await _drop_leg(call, leg_id)
@@ -193,9 +193,7 @@ async def ring_many(
                 caller_id=call.record.caller or None,
             )
             await _in_stasis(call, leg_id)
-            await call.client.dial(
-                leg_id, caller_id=call.record.caller or None, timeout=max(1, round(ring_time))
-            )
+            await call.client.dial(leg_id, timeout=max(1, round(ring_time)))
         except AriError as exc:
             log.warning("call %s: cannot ring %s: %s", call.record.id, endpoint, exc)
             await _drop_leg(call, leg_id)
