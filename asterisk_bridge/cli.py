@@ -135,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:  # list of modules with register(subparsers)
-    from . import cli_crm, cli_holdmusic
+    from . import cli_admin, cli_crm, cli_holdmusic
 
-    return [cli_crm, cli_holdmusic]
+    return [cli_admin, cli_crm, cli_holdmusic]
 
 
 def main(argv: list[str] | None = None) -> int:

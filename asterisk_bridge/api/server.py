@@ -29,9 +29,23 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 def _route_modules() -> list[Any]:
     # Each feature's routes live in their own module with `add_routes(api, app_state)`.
-    from . import routes_calls, routes_crm, routes_holdmusic
+    from . import (
+        routes_callbacks,
+        routes_calls,
+        routes_crm,
+        routes_employees,
+        routes_holdmusic,
+        routes_numbers,
+    )
 
-    return [routes_calls, routes_crm, routes_holdmusic]
+    return [
+        routes_calls,
+        routes_employees,
+        routes_numbers,
+        routes_callbacks,
+        routes_crm,
+        routes_holdmusic,
+    ]
 
 
 def build_api(app_state: Any) -> web.Application:

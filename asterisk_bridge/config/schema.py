@@ -331,6 +331,9 @@ class Number(_Model):
     backup_number: E164 | None = None
     forward_caller_id: str | None = None  # a number id or an E.164 number (checks.py)
     hold_music: HoldMusic = HoldMusicLanguage()
+    # Language of numcfg's own prompts (warning, not in service, rating...). None: the
+    # hold-music language when set, else English.
+    language: HoldLanguage | None = None
 
     @model_validator(mode="before")
     @classmethod
