@@ -34,7 +34,7 @@ def two_stores(url: str) -> tuple[Store, Store]:
 
 
 @pytest.fixture(scope="module")
-def pg_store_db(pg_url: str) -> Iterator[str]:  # noqa: F811
+def pg_store_db(pg_url: str) -> Iterator[str]:
     """One PostgreSQL database with the schema for this module; tests empty it."""
     with fresh_database(pg_url) as url:
         open_store(url).close()
@@ -121,7 +121,7 @@ def test_reopening_keeps_the_data_and_the_tables(store_url: str) -> None:
 
 
 def test_nodes_starting_together_on_an_empty_postgresql_both_open_it(
-    pg_db_url: str,  # noqa: F811
+    pg_db_url: str,
 ) -> None:
     stores = run_together(3, lambda _: open_store(pg_db_url))
     stores[0].set_workday("anna", "working")
@@ -586,7 +586,7 @@ def test_the_newest_published_config_wins(store: Store) -> None:
     assert store.latest_config() == (second, "version: 1\n# b\n")
 
 
-def test_publishing_notifies_listening_nodes_on_postgresql(pg_db_url: str) -> None:  # noqa: F811
+def test_publishing_notifies_listening_nodes_on_postgresql(pg_db_url: str) -> None:
     store = open_store(pg_db_url)
     try:
         with psycopg.connect(
