@@ -63,9 +63,11 @@ async def test_invalid_choice_hears_retry_then_menu_again(harness: Harness, numc
     await harness.press(leg, "7")
     await harness.heard(leg, INVALID)
     await harness.wait_for(
-        lambda e: e.get("type") == "PlaybackStarted"
-        and e["playback"]["target_uri"] == f"channel:{leg.far_id}"
-        and len(harness.media_heard(leg)) >= 3,
+        lambda e: (
+            e.get("type") == "PlaybackStarted"
+            and e["playback"]["target_uri"] == f"channel:{leg.far_id}"
+            and len(harness.media_heard(leg)) >= 3
+        ),
         what="the menu a second time",
     )
     await harness.press(leg, "0")
