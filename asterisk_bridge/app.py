@@ -20,6 +20,8 @@ from .ari.stream import EventStream
 from .calls.context import Services
 from .calls.dispatcher import Dispatcher
 from .config import ConfigHolder
+from .config.store_source import watch_store_config
+from .crm import build_crm
 from .metrics import Metrics
 from .store import open_store
 
@@ -28,6 +30,9 @@ log = logging.getLogger("numcfg")
 # SIGTERM lets calls in progress finish; past this they are hung up so a stuck call cannot
 # block a deploy forever.
 DRAIN_TIMEOUT_SECONDS = 600.0
+# Failed CRM lead creations are retried from the store at this pace (the CRM may be down
+# for minutes; each retry is one HTTP call per pending lead).
+CRM_RETRY_SECONDS = 60.0
 # A StasisStart read from the websocket is dispatched at once; one second is ample for
 # an in-flight one to claim its channel before reconciliation calls it an orphan.
 RECONCILE_GRACE_SECONDS = 1.0
@@ -55,6 +60,13 @@ class App:
             metrics=self.metrics,
             node=socket.gethostname(),
         )
+        self.crm = build_crm(
+            config,
+            store=self.store,
+            metrics=self.metrics,
+            config_source=lambda: self.config_holder.current,
+        )
+        self.services.crm = self.crm
         self.dispatcher = Dispatcher(self.services)
         self.stream = EventStream(
             client=self.client,
@@ -100,6 +112,9 @@ class App:
         await asyncio.to_thread(self.store.release_node_claims, self.services.node)
         self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
         self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
+        self._tasks.append(asyncio.create_task(self._watch_store(), name="store-config-watch"))
+        self._tasks.append(asyncio.create_task(self._retry_crm(), name="crm-retry"))
+        self._tasks.append(asyncio.create_task(self._prepare_hold_music(), name="hold-music"))
         host, _, port = config.api.listen.rpartition(":")
         self._runner = web.AppRunner(build_api(self), access_log=None)
         await self._runner.setup()
@@ -114,6 +129,46 @@ class App:
             raise
         except Exception:
             log.exception("config watcher stopped; SIGHUP still reloads")
+
+    async def _watch_store(self) -> None:
+        """Configs published with `numcfg apply` (PostgreSQL LISTEN/NOTIFY); on SQLite
+        this returns at once and the file is the source."""
+
+        def on_text(version: int, text: str) -> None:
+            self.config_holder.reload_text(text, f"store:v{version}")
+
+        try:
+            # The newest published version is delivered first: a node started from its
+            # file joins the shared configuration at once.
+            await watch_store_config(self.store, on_text)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("store config watcher stopped")
+
+    async def _retry_crm(self) -> None:
+        while True:
+            await asyncio.sleep(CRM_RETRY_SECONDS)
+            try:
+                await self.crm.retry_pending()
+            except Exception:
+                log.exception("CRM retry failed")
+
+    async def _prepare_hold_music(self) -> None:
+        """Convert configured hold-music files and (re)write the MOH classes Asterisk
+        includes, so uploads and `{file:}` music play from the first call."""
+        from .holdmusic import moh
+
+        config = self.config_holder.current
+        try:
+            from .holdmusic.files import prepare_configured_files
+
+            await asyncio.to_thread(prepare_configured_files, config, self.store)
+            await asyncio.to_thread(moh.write_moh_conf, config)
+            if await self.stream.wait_connected(30):
+                await moh.reload_moh(self.client)
+        except Exception as exc:  # hold music must never keep numcfg from serving calls
+            log.warning("hold music not prepared: %s", exc)
 
     def reload(self) -> bool:
         return self.config_holder.reload()
@@ -139,6 +194,8 @@ class App:
                 await task
         if self._runner is not None:
             await self._runner.cleanup()
+        with contextlib.suppress(Exception):
+            await self.crm.close()
         await self.client.close()
         await asyncio.to_thread(self.store.close)
 

@@ -37,6 +37,8 @@ class Call:
         self.active_bridge: str | None = None
         self.warned = False  # the recording warning plays once per call, ever
         self.callee_hung_up_first = False
+        self.persist = True  # False: no call-details record (feature codes)
+        self.crm_info: Any = None  # CallInfo once the CRM was told about the call
         from .recording import Recorder
 
         self.recorder = Recorder(self)
@@ -129,11 +131,17 @@ class Call:
             with contextlib.suppress(AriError):
                 await self.client.destroy_bridge(bridge)
         self.record.ended_at = now()
+        self.services.metrics.call_finished(self.record.disposition or "failed")
+        if not self.persist:
+            return
+        details = self.record.as_dict()
         try:
-            await self.services.db(self.services.store.save_call, self.record.as_dict())
+            await self.services.db(self.services.store.save_call, details)
         except Exception:
             log.exception("call %s: saving call details failed", self.record.id)
-        self.services.metrics.call_finished(self.record.disposition or "failed")
+        from .crm_hooks import call_finished
+
+        await call_finished(self, details)
 
 
 __all__ = ["Call", "Status"]

@@ -14,6 +14,7 @@ from ..ari.router import EventRouter
 
 if TYPE_CHECKING:
     from ..config import ConfigHolder
+    from ..crm import CrmService
     from ..metrics import Metrics
     from ..store import Store
 
@@ -28,6 +29,7 @@ class Services:
     node: str
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     draining: bool = False
+    crm: CrmService | None = None
     # Tests fix the clock to check working hours and quota months deterministically.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 

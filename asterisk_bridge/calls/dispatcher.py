@@ -51,6 +51,15 @@ class Dispatcher:
         match kind:
             case "inbound" if rest:
                 flow = run_inbound(call, rest[0])
+            case "workday" if rest:
+                from .workday import run_workday
+
+                call.persist = False  # a feature code is not a call with a client
+                flow = run_workday(call, rest[0], channel)
+            case "outbound" if rest:
+                from .outbound import run_outbound
+
+                flow = run_outbound(call, rest[0], rest[1] if len(rest) > 1 else None, channel)
             case _:
                 log.warning("unsupported Stasis arguments %r on %s", args, channel.id)
                 record.disposition = "failed"

@@ -58,6 +58,10 @@ async def talk(call: Call, leg: Leg, *, employee_id: str | None, step: str) -> T
     if call.record.answered_at is None:
         call.record.answered_at = now()
     call.record.disposition = "answered" if employee_id else "forwarded"
+    if employee_id:
+        from .crm_hooks import employee_answered
+
+        await employee_answered(call, employee_id)
     ended = await bridge_and_talk(call, leg)
     call.callee_hung_up_first = ended is TalkEnd.CALLEE_HUNG_UP
     number = call.config.numbers.get(call.record.number or "")

@@ -50,6 +50,9 @@ async def run_inbound(call: Call, number_id: str) -> None:
         return
     call.record.callee = number.number
     call.lang = number_language(number)
+    from .crm_hooks import call_started
+
+    await call_started(call, direction="incoming", phone=call.record.caller)
 
     # Step 2: working hours.
     schedule_id = number.working_hours.schedule
@@ -128,10 +131,9 @@ async def execute_menu(call: Call, menu_id: str) -> bool:
 
 
 async def _crm_responsible(call: Call, routing: Any) -> bool:
-    hook = getattr(call.services, "crm_responsible", None)
-    if hook is None:
-        return False
-    return bool(await hook(call, routing))
+    from .crm_hooks import crm_responsible
+
+    return await crm_responsible(call, routing)
 
 
 async def _sip_to(call: Call) -> bool:
@@ -212,10 +214,13 @@ async def _greeting_with_extensions(call: Call, routing: Any) -> bool:
 
 
 async def _out_of_service(call: Call, number_id: str) -> bool:
+    from ..lifecycle import effective_status
+
     try:
         state = await call.services.db(call.services.store.get_number_state, number_id)
     except Exception:
         # The store being down must not take the line down with it.
         log.exception("number state lookup failed; treating %s as active", number_id)
         return False
-    return (state or {}).get("status") == "disconnected"
+    # pending_disconnect still takes calls; 24 h later the number reads as disconnected.
+    return effective_status(state or {}, call.services.clock()) == "disconnected"

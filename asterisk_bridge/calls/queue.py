@@ -54,13 +54,15 @@ def queue_state(queue_id: str) -> QueueState:
     return _QUEUES.setdefault(queue_id, QueueState())
 
 
-def moh_class(call: Call) -> str:
-    number = call.config.numbers.get(call.record.number or "")
-    uploaded = getattr(call, "moh_class_override", None)
-    if uploaded:
-        return uploaded
-    language = getattr(getattr(number, "hold_music", None), "language", None) or call.lang
-    return f"numcfg-{language}"
+async def moh_class(call: Call) -> str:
+    """The number's uploaded music when it has one, else its language's class."""
+    from ..holdmusic.moh import moh_class_for
+
+    number_id = call.record.number or ""
+    if number_id not in call.config.numbers:
+        return f"numcfg-{call.lang}"
+    uploaded = await call.services.db(call.services.store.get_hold_music, number_id)
+    return moh_class_for(call.config, number_id, uploaded is not None)
 
 
 async def run_queue(call: Call, queue_id: str) -> bool:
@@ -117,7 +119,7 @@ async def run_queue(call: Call, queue_id: str) -> bool:
 async def _moh(call: Call, on: bool) -> bool:
     with contextlib.suppress(AriError):
         if on:
-            await call.client.start_moh(call.channel_id, moh_class(call))
+            await call.client.start_moh(call.channel_id, await moh_class(call))
             return True
         await call.client.stop_moh(call.channel_id)
     return False

@@ -122,3 +122,13 @@ def prefix_problem(prefix: str) -> str | None:
                     "start it with * or # instead"
                 )
     return None
+
+
+def region_of_number(e164: str) -> str | None:
+    """The ISO region of an E.164 number ("+33185000000" -> "FR"): national numbers an
+    employee dials are read in the country of the line they call out on."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.region_code_for_number(parsed)

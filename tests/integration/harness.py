@@ -247,6 +247,31 @@ class Harness:
         """The caller talks: media played on the caller's phone flows to numcfg's side."""
         await self.client.play(leg.caller_id, media, playback_id=f"say-{uuid.uuid4().hex[:10]}")
 
+    async def listen(self, channel_id: str, seconds: float) -> bytes:
+        """What a channel hears for `seconds`: a snoop on the audio Asterisk sends to it,
+        recorded to WAV (for checking hold music by its sound)."""
+        snoop_id = f"snoop-{uuid.uuid4().hex[:10]}"
+        name = f"listen-{uuid.uuid4().hex[:10]}"
+        await self.client.request(
+            "POST",
+            f"/channels/{channel_id}/snoop",
+            params={"spy": "out", "app": TEST_APP, "appArgs": "snoop", "snoopId": snoop_id},
+        )
+        await self.client.record_channel(snoop_id, name=name, format="wav", ifExists="overwrite")
+        await asyncio.sleep(seconds)
+        with contextlib.suppress(AriError):
+            await self.client.stop_recording(name)
+        await self.wait_for(
+            lambda e: e.get("type") == "RecordingFinished" and e["recording"]["name"] == name,
+            what="the listening recording to finish",
+        )
+        with contextlib.suppress(AriError):
+            await self.client.hangup(snoop_id)
+        audio = await self.client.recording_file(name)
+        with contextlib.suppress(AriError):
+            await self.client.delete_stored_recording(name)
+        return audio
+
     async def assert_clean(self, timeout: float = 10.0) -> None:
         """No channel or bridge may outlive a test."""
         deadline = time.monotonic() + timeout
