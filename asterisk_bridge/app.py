@@ -17,6 +17,7 @@ from .ari.errors import AriError
 from .ari.events import StreamResumed
 from .ari.router import EventRouter
 from .ari.stream import EventStream
+from .calls.callback import callback_worker
 from .calls.context import Services
 from .calls.dispatcher import Dispatcher
 from .config import ConfigHolder
@@ -114,6 +115,9 @@ class App:
         self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
         self._tasks.append(asyncio.create_task(self._watch_store(), name="store-config-watch"))
         self._tasks.append(asyncio.create_task(self._retry_crm(), name="crm-retry"))
+        self._tasks.append(
+            asyncio.create_task(callback_worker(self.services), name="callback-worker")
+        )
         self._tasks.append(asyncio.create_task(self._prepare_hold_music(), name="hold-music"))
         host, _, port = config.api.listen.rpartition(":")
         self._runner = web.AppRunner(build_api(self), access_log=None)

@@ -77,14 +77,16 @@ async def run_inbound(call: Call, number_id: str) -> None:
         call.warned = True
         call.step("warning")
         await call.play_prompt("recording-warning")
-    if await _handled(call, await _steps(call, number)):
-        return
-    # Nobody took the call.
-    if call.hung_up:
-        call.record.disposition = call.record.disposition or "abandoned"
-    else:
-        call.step("hangup")
-        call.record.disposition = call.record.disposition or "missed"
+    if not await _handled(call, await _steps(call, number)):
+        # Nobody took the call.
+        if call.hung_up:
+            call.record.disposition = call.record.disposition or "abandoned"
+        else:
+            call.step("hangup")
+            call.record.disposition = call.record.disposition or "missed"
+    from .callback import missed_call_callback
+
+    await missed_call_callback(call)
 
 
 async def _handled(call: Call, handled: bool) -> bool:
@@ -170,19 +172,13 @@ async def _greeting_with_extensions(call: Call, routing: Any) -> bool:
     if result.status is Status.HANGUP:
         return True
 
-    def complete(buffer: str) -> Status | None:
-        verdict = match_extension(buffer)
-        if verdict.status is MatchStatus.COMPLETE:
-            return Status.FINISHED
-        if verdict.status is MatchStatus.INVALID:
-            return Status.FAILED
-        return None
+    from .menu import digits_done
 
     status, buffer = await wait_digits(
         call.inbox,
         first_timeout=EXTENSION_GRACE_SECONDS,
         inter_timeout=EXTENSION_INTER_DIGIT_SECONDS,
-        done=complete,
+        done=digits_done(match_extension),
     )
     if status is Status.HANGUP:
         return True

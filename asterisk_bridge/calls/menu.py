@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 
 from ..ari.media import Status, wait_digits
 from ..config.schema import MenuAction, RepeatAction
-from ..policy.digits import MatchStatus, match_menu, match_on_timeout
+from ..policy.digits import Match, MatchStatus, match_menu, match_on_timeout
 from .call import Call
 
 log = logging.getLogger("numcfg.calls")
+
+
+def digits_done(matcher: Callable[[str], Match]) -> Callable[[str], Status | None]:
+    """Adapt a pure digit matcher (policy.digits) to wait_digits' done callback."""
+
+    def done(buffer: str) -> Status | None:
+        verdict = matcher(buffer)
+        if verdict.status is MatchStatus.COMPLETE:
+            return Status.FINISHED
+        if verdict.status is MatchStatus.INVALID:
+            return Status.FAILED
+        return None
+
+    return done
 
 
 async def run_menu(call: Call, menu_id: str) -> bool:
@@ -31,20 +47,11 @@ async def run_menu(call: Call, menu_id: str) -> bool:
             if result.status is Status.HANGUP:
                 return True
         options = list(menu.options)
-
-        def complete(buffer: str, options: list[str] = options) -> Status | None:
-            verdict = match_menu(buffer, options)
-            if verdict.status is MatchStatus.COMPLETE:
-                return Status.FINISHED
-            if verdict.status is MatchStatus.INVALID:
-                return Status.FAILED
-            return None
-
         status, buffer = await wait_digits(
             call.inbox,
             first_timeout=menu.first_digit_timeout,
             inter_timeout=menu.inter_digit_timeout,
-            done=complete,
+            done=digits_done(functools.partial(match_menu, options=options)),
         )
         if status is Status.HANGUP:
             return True

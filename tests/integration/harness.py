@@ -50,6 +50,7 @@ class Harness:
     events: list[dict[str, Any]] = field(default_factory=list)
     employees: dict[str, Employee] = field(default_factory=dict)
     trunk_reached: list[str] = field(default_factory=list)
+    trunk_hangup_after: float | None = None  # the external party hangs up after answering
     employee_channels: dict[str, list[str]] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _reader: asyncio.Task[None] | None = None
@@ -90,6 +91,7 @@ class Harness:
         self.events.clear()
         self.employees.clear()
         self.trunk_reached.clear()
+        self.trunk_hangup_after = None
         self.employee_channels.clear()
 
     async def _read(self) -> None:
@@ -119,6 +121,9 @@ class Harness:
             elif role == "trunk":
                 self.trunk_reached.append(args[1])
                 await self.client.answer(channel_id)
+                if self.trunk_hangup_after is not None:
+                    await asyncio.sleep(self.trunk_hangup_after)
+                    await self.client.hangup(channel_id)
         except AriError:
             pass  # the channel went away while we acted: that is the test's business
 

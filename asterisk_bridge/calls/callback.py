@@ -1,0 +1,161 @@
+"""Callbacks (SPEC section 4 step 11): a missed client is called back by a free employee.
+
+A job rings a free employee first; once the employee answers, the client is dialed
+through the trunk with the number as caller ID and both are bridged. A failed attempt
+is retried `delay` seconds later, up to `attempts` times. Jobs live in the store, so they
+survive restarts and are shared (claimed atomically) by several nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from ..ari.errors import AriError
+from ..policy.numbers import allowed_external, is_e164
+from .call import Call
+from .connect import RingOutcome, _await_answer, _in_stasis
+from .context import Services
+from .employees import Reach
+from .forward import forward
+from .record import CallRecord
+
+log = logging.getLogger("numcfg.calls")
+
+# The employee's phone rings this long before the attempt counts as failed.
+CALLBACK_EMPLOYEE_RING_SECONDS = 20
+# Due jobs are looked for at this pace; a callback a few seconds late is fine, and each
+# look is one indexed query.
+CALLBACK_SCAN_SECONDS = 5.0
+
+
+async def missed_call_callback(call: Call) -> None:
+    """After a missed or abandoned incoming call: queue a callback when the number asks."""
+    number = call.config.numbers.get(call.record.number or "")
+    phone = call.record.caller
+    if number is None or number.callback is None or call.record.direction != "incoming":
+        return
+    if call.record.disposition not in ("missed", "abandoned"):
+        return
+    if not is_e164(phone) or not allowed_external(phone, call.config.account.external_allowlist):
+        log.info("call %s: no callback to %r (not an allowed E.164 number)", call.record.id, phone)
+        return
+    await call.services.db(
+        call.services.store.add_callback,
+        number=call.record.number,
+        phone=phone,
+        attempts=number.callback.attempts,
+        delay=number.callback.delay,
+        due_at=call.services.clock(),
+        reason=call.record.disposition,
+    )
+
+
+async def callback_worker(services: Services) -> None:
+    """Runs for the life of the app: executes due jobs one at a time per node."""
+    while True:
+        try:
+            job = await services.db(
+                services.store.claim_due_callback, services.clock(), services.node
+            )
+        except Exception:
+            log.exception("callback scan failed")
+            job = None
+        if job is None:
+            await asyncio.sleep(CALLBACK_SCAN_SECONDS)
+            continue
+        if services.draining:
+            return
+        success = False
+        try:
+            success = await run_callback(services, job)
+        except Exception:
+            log.exception("callback %s failed", job["id"])
+        finally:
+            await services.db(
+                services.store.finish_callback_attempt,
+                job["id"],
+                success=success,
+                now=services.clock(),
+            )
+
+
+async def run_callback(services: Services, job: dict[str, Any]) -> bool:
+    config = services.config_holder.current
+    number = config.numbers.get(job["number"])
+    if number is None:
+        return False
+    employee_id = await _free_employee(services, config, number)
+    if employee_id is None:
+        log.info("callback %s: no free employee, retry in %ss", job["id"], job["delay"])
+        return False
+    leg_id = f"cb-{uuid.uuid4().hex[:20]}"
+    record = CallRecord(
+        id=uuid.uuid4().hex,
+        number=job["number"],
+        direction="callback",
+        caller=number.number,
+        callee=job["phone"],
+    )
+    call = Call(services=services, channel_id=leg_id, record=record, config=config)
+    services.metrics.call_started()
+    services.active[leg_id] = asyncio.current_task()  # type: ignore[assignment]
+    claimed = await services.db(
+        services.store.claim_employee, employee_id, record.id, services.node
+    )
+    try:
+        if not claimed:
+            record.disposition = "missed"
+            return False
+        employee = config.employees[employee_id]
+        try:
+            # The employee sees the client's number: they know who they are calling back.
+            await services.client.create_channel(
+                endpoint=employee.endpoint,
+                channel_id=leg_id,
+                app_args="callback",
+                caller_id=job["phone"],
+            )
+            await _in_stasis(call, leg_id)
+            await services.client.dial(leg_id, timeout=CALLBACK_EMPLOYEE_RING_SECONDS)
+        except AriError as exc:
+            log.warning("callback %s: cannot ring %s: %s", job["id"], employee_id, exc)
+            record.disposition = "failed"
+            return False
+        outcome = await _await_answer(call, leg_id, CALLBACK_EMPLOYEE_RING_SECONDS + 5)
+        if outcome is not RingOutcome.ANSWERED:
+            record.disposition = "missed"
+            return False
+        call.answered = True
+        record.employee = employee_id
+        call.step(f"employee:{employee_id}")
+        await call.play_prompt("transfer")
+        await call.recorder.plan()
+        reach = await forward(call, job["phone"], step=f"forward:{job['phone']}")
+        if reach is Reach.TALKED:
+            record.employee = employee_id
+            record.disposition = "answered"
+            return True
+        record.disposition = "missed"
+        return False
+    finally:
+        if claimed:
+            await services.db(services.store.release_employee, employee_id, record.id)
+        await call.cleanup()
+        services.active.pop(leg_id, None)
+
+
+async def _free_employee(services: Services, config: Any, number: Any) -> str | None:
+    """A working, free employee: the number's queue members first, then anyone."""
+    members: list[str] = []
+    if number.routing.queue:
+        members = list(config.queues[number.routing.queue].members)
+    members += [e for e in config.employees if e not in members]
+    busy = await services.db(services.store.busy_employees)
+    workdays = await services.db(services.store.workdays)
+    for member in members:
+        if member not in busy and workdays.get(member) == "working":
+            return member
+    return None
