@@ -14,10 +14,11 @@ from aiohttp import web
 from .api.server import build_api
 from .ari.client import AriClient
 from .ari.errors import AriError
-from .ari.events import StreamResumed
+from .ari.events import USED_EVENT_TYPES, StreamResumed
 from .ari.router import EventRouter
 from .ari.stream import EventStream
 from .calls.callback import callback_worker
+from .calls.claims import claims_for
 from .calls.context import Services
 from .calls.dispatcher import Dispatcher
 from .config import ConfigHolder
@@ -60,6 +61,7 @@ class App:
             store=self.store,
             metrics=self.metrics,
             node=socket.gethostname(),
+            claims=claims_for(self.store, socket.gethostname()),
         )
         self.crm = build_crm(
             config,
@@ -90,6 +92,10 @@ class App:
         StasisStart is still on its way over the websocket, so candidates get a short
         grace period and only those still unowned afterwards are hung up.
         """
+        try:
+            await self.client.set_event_filter(USED_EVENT_TYPES)
+        except AriError as exc:  # an older Asterisk: we simply receive everything
+            log.info("ARI event filter not set: %s", exc)
         for sink in self.router.sinks():
             sink.deliver(StreamResumed("StreamResumed", {}))
         info = await self.client.application()

@@ -42,6 +42,8 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._ari_children: dict[str, Histogram] = {}
+
     def call_started(self) -> None:
         self.active.inc()
 
@@ -50,7 +52,11 @@ class Metrics:
         self.calls.labels(disposition=disposition).inc()
 
     def observe_ari(self, method: str, seconds: float) -> None:
-        self.ari_latency.labels(method=method).observe(seconds)
+        # labels() looks the child up under a lock on every call: keep them (few methods).
+        child = self._ari_children.get(method)
+        if child is None:
+            child = self._ari_children[method] = self.ari_latency.labels(method=method)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -339,6 +339,9 @@ class Driver:
                 app_args="caller",
                 caller_id=CALLER_ID,
                 timeout=30,
+                # A phone's G.711, as from a SIP trunk: without it a Local channel carries
+                # signed linear at the highest rate and Asterisk spends the call resampling.
+                formats="ulaw",
             )
             await asyncio.wait_for(started.wait(), 15)
             await asyncio.sleep(PRESS_AFTER_SECONDS)
@@ -714,7 +717,7 @@ def start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
     exe = shutil.which("py-spy") or str(BIN / "py-spy")
     fmt = {".json": "speedscope", ".txt": "raw"}.get(Path(out).suffix, "flamegraph")
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--rate", "200", "--format", fmt, "-o", out],
+        [exe, "record", "--pid", str(pid), "--rate", "500", "--threads", "--format", fmt, "-o", out],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

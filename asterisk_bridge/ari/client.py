@@ -6,19 +6,27 @@ do to a call; errors come back typed (see errors.py).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json as jsonlib
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
+import orjson
 
-from .errors import AriUnavailable, error_for_status
+from .errors import AriError, AriUnavailable, error_for_status
 
 # A REST call to a local Asterisk answers in milliseconds; past this something is wrong
 # and the call flow should get an error rather than hang.
 REST_TIMEOUT_SECONDS = 10.0
+
+
+# A local Asterisk answers a ping in milliseconds; one that does not answer the probe at
+# all does not speak REST over websocket.
+WS_REST_PROBE_SECONDS = 3.0
 
 
 def basic_auth_header(username: str, password: str) -> str:
@@ -46,6 +54,9 @@ class AriClient:
         self._own_session = session is None
         # Called with (method, seconds) after each request, for the ARI latency metric.
         self._latency_observer = latency_observer
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._next_request = 0
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -63,6 +74,85 @@ class AriClient:
             await self._session.close()
         self._session = None
 
+    # -- REST over the event websocket (Asterisk 22.4+) ------------------------------------
+    def attach_websocket(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Send REST requests over the event websocket from now on: no HTTP request to
+        build, send and parse per operation, on either side (the bulk of a call's cost
+        in numcfg was aiohttp's HTTP client)."""
+        self._ws = ws
+
+    async def websocket_rest_works(self) -> bool:
+        """Asterisk older than 22.4 ignores RESTRequest: probe once per connection and
+        fall back to HTTP rather than time out on every request."""
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            async with asyncio.timeout(WS_REST_PROBE_SECONDS):
+                await self._ws_request(ws, "GET", "/asterisk/ping", {}, None)
+        except (TimeoutError, AriError):
+            self.detach_websocket()
+            return False
+        return True
+
+    def detach_websocket(self) -> None:
+        self._ws = None
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(
+                    AriUnavailable(0, "event websocket closed", method="", path="")
+                )
+
+    def resolve(self, response: dict[str, Any]) -> None:
+        """Called by the websocket reader with each RESTResponse."""
+        future = self._pending.pop(str(response.get("request_id", "")), None)
+        if future is not None and not future.done():
+            future.set_result(response)
+
+    async def _ws_request(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        method: str,
+        path: str,
+        params: Mapping[str, Any],
+        json: Any,
+    ) -> Any:
+        self._next_request += 1
+        request_id = str(self._next_request)
+        uri = path.lstrip("/")
+        if params:
+            uri = f"{uri}?{urlencode(params)}"
+        message: dict[str, Any] = {
+            "type": "RESTRequest",
+            "request_id": request_id,
+            "method": method,
+            "uri": uri,
+        }
+        if json is not None:
+            message["content_type"] = "application/json"
+            message["message_body"] = orjson.dumps(json).decode()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await ws.send_str(orjson.dumps(message).decode())
+            async with asyncio.timeout(REST_TIMEOUT_SECONDS):
+                response = await future
+        except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
+            raise AriUnavailable(
+                0, str(exc) or type(exc).__name__, method=method, path=path
+            ) from exc
+        finally:
+            self._pending.pop(request_id, None)
+        status = int(response.get("status_code") or 0)
+        body = response.get("message_body")
+        if isinstance(body, str):
+            body = orjson.loads(body) if body.strip() else None
+        if status >= 400:
+            message_text = body.get("message", "") if isinstance(body, dict) else str(body)
+            raise error_for_status(status, str(message_text)[:300], method=method, path=path)
+        return body
+
     async def request(
         self,
         method: str,
@@ -72,9 +162,16 @@ class AriClient:
         json: Any = None,
         raw: bool = False,
     ) -> Any:
-        url = f"{self.base_url}{path}"
         clean = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         started = time.perf_counter()
+        ws = self._ws
+        if ws is not None and not raw and not ws.closed:
+            try:
+                return await self._ws_request(ws, method, path, clean, json)
+            finally:
+                if self._latency_observer is not None:
+                    self._latency_observer(method, time.perf_counter() - started)
+        url = f"{self.base_url}{path}"
         try:
             async with self.session.request(method, url, params=clean, json=json) as resp:
                 if resp.status >= 400:
@@ -104,6 +201,14 @@ class AriClient:
 
     async def application(self) -> dict[str, Any]:
         return await self.request("GET", f"/applications/{quote(self.app)}")
+
+    async def set_event_filter(self, allowed: list[str]) -> dict[str, Any]:
+        """Only these event types reach our websocket: Asterisk skips sending the rest."""
+        return await self.request(
+            "PUT",
+            f"/applications/{quote(self.app)}/eventFilter",
+            json={"allowed": [{"type": kind} for kind in allowed]},
+        )
 
     # -- channels -------------------------------------------------------------------------
     async def answer(self, channel_id: str) -> None:
@@ -202,7 +307,11 @@ class AriClient:
         timeout: int = 30,
         other_channel_id: str | None = None,
         variables: Mapping[str, str] | None = None,
+        originator: str | None = None,
+        formats: str | None = None,
     ) -> dict[str, Any]:
+        """`originator` (a channel id) lends its codecs to the new channel, so audio
+        between them needs no transcoding or resampling; else `formats` (e.g. "ulaw")."""
         return await self.request(
             "POST",
             "/channels",
@@ -214,6 +323,8 @@ class AriClient:
                 "otherChannelId": other_channel_id,
                 "callerId": caller_id,
                 "timeout": timeout,
+                "originator": originator,
+                "formats": formats if originator is None else None,
             },
             json={"variables": dict(variables)} if variables else None,
         )
@@ -274,9 +385,7 @@ def _param(value: Any) -> Any:
 
 def _error_message(text: str) -> str:
     # ARI errors are {"message": "..."}; keep raw text otherwise, shortened for logs.
-    import json
-
     try:
-        return str(json.loads(text).get("message", text))[:300]
+        return str(jsonlib.loads(text).get("message", text))[:300]
     except (ValueError, AttributeError):
         return text[:300]

@@ -156,6 +156,26 @@ class StreamResumed(Event):
     have been lost. Owners re-check the state of what they wait on."""
 
 
+# The event types numcfg acts on. Everything else (ChannelVarset, ChannelDialplan,
+# ChannelCallerId, bridge membership...) is filtered out by Asterisk: about a third of a
+# call's events, each costing Asterisk a JSON dump and a websocket write.
+USED_EVENT_TYPES = [
+    "StasisStart",
+    "StasisEnd",
+    "ChannelStateChange",
+    "ChannelDtmfReceived",
+    "ChannelHangupRequest",
+    "ChannelDestroyed",
+    "Dial",
+    "PlaybackStarted",
+    "PlaybackFinished",
+    "RecordingStarted",
+    "RecordingFinished",
+    "RecordingFailed",
+    "ApplicationReplaced",
+    "RESTResponse",  # answers to REST requests sent over the websocket
+]
+
 _CHANNEL_EVENTS: dict[str, type[ChannelEvent]] = {
     "StasisEnd": StasisEnd,
     "ChannelStateChange": ChannelStateChange,

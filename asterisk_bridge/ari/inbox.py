@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
 from .events import (
@@ -14,10 +15,14 @@ from .events import (
 )
 from .router import EventRouter
 
+# Our own ids, so routes exist before ARI reports anything about the resource: a random
+# per-process part (unique across restarts and nodes) and a counter (cheap per id).
+_PROCESS = uuid.uuid4().hex[:12]
+_COUNTER = itertools.count(1)
+
 
 def new_id(prefix: str) -> str:
-    # Our own ids, so routes exist before ARI reports anything about the resource.
-    return f"{prefix}-{uuid.uuid4().hex[:20]}"
+    return f"{prefix}-{_PROCESS}-{next(_COUNTER)}"
 
 
 class Inbox:

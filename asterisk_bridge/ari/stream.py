@@ -8,12 +8,12 @@ the app owns (GET /applications/{app}).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 
 from .client import AriClient
 from .events import ApplicationReplaced, parse_event
@@ -37,11 +37,13 @@ class EventStream:
         router: EventRouter,
         on_connected: Callable[[], Awaitable[None]],
         on_state: Callable[[bool], None] | None = None,
+        rest_over_websocket: bool = True,
     ) -> None:
         self._client = client
         self._router = router
         self._on_connected = on_connected
         self._on_state = on_state
+        self._rest_over_websocket = rest_over_websocket
         self.connected = False
         self.replaced = False
         self._stopping = False
@@ -84,6 +86,8 @@ class EventStream:
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 ) as ws:
                     self._ws = ws
+                    if self._rest_over_websocket:
+                        self._client.attach_websocket(ws)
                     self.connections += 1
                     self._set_connected(True)
                     self._first_connect.set()
@@ -100,6 +104,7 @@ class EventStream:
                 log.warning("ARI events connection failed: %s", exc or type(exc).__name__)
             finally:
                 self._ws = None
+                self._client.detach_websocket()
                 self._set_connected(False)
             if self._stopping or self.replaced:
                 break
@@ -109,6 +114,8 @@ class EventStream:
 
     async def _reconcile(self) -> None:
         try:
+            if self._rest_over_websocket and not await self._client.websocket_rest_works():
+                log.warning("Asterisk does not take REST over the websocket; using HTTP")
             await self._on_connected()
         except Exception:
             log.exception("reconciliation after connect failed")
@@ -117,9 +124,12 @@ class EventStream:
         async for msg in ws:
             if msg.type is aiohttp.WSMsgType.TEXT:
                 try:
-                    data = json.loads(msg.data)
-                except ValueError:
+                    data = orjson.loads(msg.data)
+                except orjson.JSONDecodeError:
                     log.warning("ARI sent a non-JSON message; ignored")
+                    continue
+                if data.get("type") == "RESTResponse":
+                    self._client.resolve(data)
                     continue
                 event = parse_event(data)
                 if isinstance(event, ApplicationReplaced):

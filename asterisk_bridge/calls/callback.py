@@ -102,9 +102,7 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
     call = Call(services=services, channel_id=leg_id, record=record, config=config)
     services.metrics.call_started()
     services.active[leg_id] = asyncio.current_task()  # type: ignore[assignment]
-    claimed = await services.db(
-        services.store.claim_employee, employee_id, record.id, services.node
-    )
+    claimed = await services.claims.claim(employee_id, record.id)
     try:
         if not claimed:
             record.disposition = "missed"
@@ -142,7 +140,7 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
         return False
     finally:
         if claimed:
-            await services.db(services.store.release_employee, employee_id, record.id)
+            await services.claims.release(employee_id, record.id)
         await call.cleanup()
         services.active.pop(leg_id, None)
 
@@ -153,7 +151,7 @@ async def _free_employee(services: Services, config: Any, number: Any) -> str | 
     if number.routing.queue:
         members = list(config.queues[number.routing.queue].members)
     members += [e for e in config.employees if e not in members]
-    busy = await services.db(services.store.busy_employees)
+    busy = await services.claims.busy()
     workdays = await services.db(services.store.workdays)
     for member in members:
         if member not in busy and workdays.get(member) == "working":

@@ -60,30 +60,19 @@ async def ring(
     ringback: bool = True,
 ) -> tuple[RingOutcome, Leg | None]:
     """Ring `endpoint` for `ring_time` seconds while the caller hears ringing."""
-    leg_id = call.new_channel_id()
+    leg_id = await _originate(call, endpoint, ring_time=ring_time, caller_id=caller_id)
+    if leg_id is None:
+        return RingOutcome.FAILED, None
     tone_id: str | None = None
-    try:
-        await call.client.create_channel(
-            endpoint=endpoint, channel_id=leg_id, app_args="leg", caller_id=caller_id
-        )
-    except AriError as exc:
-        log.warning("call %s: cannot create a channel to %s: %s", call.record.id, endpoint, exc)
-        call.forget_channel(leg_id)
-        return RingOutcome.FAILED, None
-    try:
-        await _in_stasis(call, leg_id)
-        await call.client.dial(leg_id, timeout=max(1, round(ring_time)))
-    except AriError as exc:
-        log.warning("call %s: dialing %s failed: %s", call.record.id, endpoint, exc)
-        await _drop_leg(call, leg_id)
-        return RingOutcome.FAILED, None
     if ringback:
         tone_id = new_id("pb")
         call.inbox.claim(tone_id)
         with contextlib.suppress(AriError):
             await call.client.play(call.channel_id, "tone:ring", playback_id=tone_id)
     try:
-        outcome = await _await_answer(call, leg_id, ring_time + DIAL_GUARD_SECONDS)
+        outcome = await _await_answer(
+            call, leg_id, ring_time + DIAL_GUARD_SECONDS, answered_on_stasis=True
+        )
     finally:
         if tone_id is not None:
             with contextlib.suppress(AriError):
@@ -93,6 +82,28 @@ async def ring(
         await _drop_leg(call, leg_id)
         return outcome, None
     return outcome, Leg(leg_id, endpoint)
+
+
+async def _originate(
+    call: Call, endpoint: str, *, ring_time: float, caller_id: str | None
+) -> str | None:
+    """Dial `endpoint` in one request: an originated channel enters our app (StasisStart)
+    only when answered, so the answer needs no separate create + dial round trips."""
+    leg_id = call.new_channel_id()
+    try:
+        await call.client.originate(
+            endpoint=endpoint,
+            channel_id=leg_id,
+            app_args="leg",
+            caller_id=caller_id,
+            timeout=max(1, round(ring_time)),
+            originator=call.channel_id,
+        )
+    except AriError as exc:
+        log.warning("call %s: cannot ring %s: %s", call.record.id, endpoint, exc)
+        call.forget_channel(leg_id)
+        return None
+    return leg_id
 
 
 async def _in_stasis(call: Call, leg_id: str) -> None:
@@ -108,7 +119,12 @@ async def _in_stasis(call: Call, leg_id: str) -> None:
     raise AriError(0, "leg never entered Stasis", method="POST", path="dial")
 
 
-async def _await_answer(call: Call, leg_id: str, guard: float) -> RingOutcome:
+async def _await_answer(
+    call: Call, leg_id: str, guard: float, *, answered_on_stasis: bool = False
+) -> RingOutcome:
+    """Wait for the leg's answer. An originated leg counts as answered at its StasisStart
+    (it must be in our app before it can join a bridge); a created-then-dialed one, which
+    is already in the app, at its Dial ANSWER or state Up."""
     deadline = time.monotonic() + guard
     while True:
         if call.hung_up:
@@ -118,8 +134,10 @@ async def _await_answer(call: Call, leg_id: str, guard: float) -> RingOutcome:
             return RingOutcome.NO_ANSWER
         event = await call.inbox.get(remaining)
         match event:
+            case StasisStart(channel=ch) if ch.id == leg_id and answered_on_stasis:
+                return RingOutcome.ANSWERED
             case Dial(peer=peer, dialstatus=status) if peer.id == leg_id:
-                if status == "ANSWER":
+                if status == "ANSWER" and not answered_on_stasis:
                     return RingOutcome.ANSWERED
                 if status in ("BUSY", "CONGESTION"):
                     return RingOutcome.BUSY
@@ -127,7 +145,9 @@ async def _await_answer(call: Call, leg_id: str, guard: float) -> RingOutcome:
                     return RingOutcome.NO_ANSWER
                 if status == "CHANUNAVAIL":
                     return RingOutcome.FAILED
-            case ChannelStateChange(channel=ch) if ch.id == leg_id and ch.state == "Up":
+            case ChannelStateChange(channel=ch) if (
+                ch.id == leg_id and ch.state == "Up" and not answered_on_stasis
+            ):
                 return RingOutcome.ANSWERED
             case ChannelDestroyed(channel=ch, cause=cause) if ch.id == leg_id:
                 return RingOutcome.BUSY if cause in BUSY_CAUSES else RingOutcome.NO_ANSWER
@@ -148,7 +168,7 @@ async def _drop_leg(call: Call, leg_id: str) -> None:
 async def bridge_and_talk(call: Call, leg: Leg) -> TalkEnd:
     """Bridge caller and leg; return who hung up first. The other side is hung up."""
     bridge_id = call.new_bridge_id()
-    await call.client.create_bridge(bridge_id, kind="mixing,dtmf_events", name=call.record.id)
+    await call.client.create_bridge(bridge_id, kind="mixing", name=call.record.id)
     # One side may hang up in between (404): the loop below sees which.
     with contextlib.suppress(AriNotFound):
         await call.client.add_to_bridge(bridge_id, [call.channel_id, leg.channel_id])
@@ -167,8 +187,9 @@ async def bridge_and_talk(call: Call, leg: Leg) -> TalkEnd:
     await call.on_unbridged(bridge_id)
     ended = TalkEnd.CALLEE_HUNG_UP if leg_gone and not call.hung_up else TalkEnd.CALLER_HUNG_UP
     # The bridge is only needed while both talk; destroying it now keeps nothing behind.
-    with contextlib.suppress(AriError):
-        await call.client.hangup(leg.channel_id)
+    if not leg_gone:
+        with contextlib.suppress(AriError):
+            await call.client.hangup(leg.channel_id)
     call.forget_channel(leg.channel_id)
     with contextlib.suppress(AriError):
         await call.client.destroy_bridge(bridge_id)
@@ -184,21 +205,11 @@ async def ring_many(
     the others stop ringing at once. Returns (key, leg) of the winner, or None."""
     legs: dict[str, str] = {}
     for key, endpoint in endpoints.items():
-        leg_id = call.new_channel_id()
-        try:
-            await call.client.create_channel(
-                endpoint=endpoint,
-                channel_id=leg_id,
-                app_args="leg",
-                caller_id=call.record.caller or None,
-            )
-            await _in_stasis(call, leg_id)
-            await call.client.dial(leg_id, timeout=max(1, round(ring_time)))
-        except AriError as exc:
-            log.warning("call %s: cannot ring %s: %s", call.record.id, endpoint, exc)
-            await _drop_leg(call, leg_id)
-            continue
-        legs[leg_id] = key
+        leg_id = await _originate(
+            call, endpoint, ring_time=ring_time, caller_id=call.record.caller or None
+        )
+        if leg_id is not None:
+            legs[leg_id] = key
     winner: str | None = None
     deadline = time.monotonic() + ring_time + DIAL_GUARD_SECONDS
     while legs and winner is None and not call.hung_up:
@@ -207,10 +218,8 @@ async def ring_many(
             break
         event = await call.inbox.get(remaining)
         match event:
-            case Dial(peer=peer, dialstatus="ANSWER") if peer.id in legs:
-                winner = peer.id
-            case ChannelStateChange(channel=ch) if ch.id in legs and ch.state == "Up":
-                winner = ch.id
+            case StasisStart(channel=ch) if ch.id in legs:
+                winner = ch.id  # an originated leg enters our app when answered
             case Dial(peer=peer, dialstatus=status) if peer.id in legs and status in (
                 "BUSY",
                 "NOANSWER",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..ari.client import AriClient
 from ..ari.router import EventRouter
+from .claims import Claims, MemoryClaims
 
 if TYPE_CHECKING:
     from ..config import ConfigHolder
@@ -30,6 +31,7 @@ class Services:
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     draining: bool = False
     crm: CrmService | None = None
+    claims: Claims = field(default_factory=lambda: MemoryClaims())
     # Tests fix the clock to check working hours and quota months deterministically.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 

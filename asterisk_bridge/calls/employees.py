@@ -31,9 +31,7 @@ async def ring_employee(
 ) -> Reach:
     """Ring one employee's phone; on answer bridge and talk until someone hangs up."""
     employee = call.config.employees[employee_id]
-    claimed = await call.services.db(
-        call.services.store.claim_employee, employee_id, call.record.id, call.services.node
-    )
+    claimed = await call.services.claims.claim(employee_id, call.record.id)
     if not claimed:
         log.info("call %s: %s is on another call", call.record.id, employee_id)
         return Reach.NOT_REACHED
@@ -49,7 +47,7 @@ async def ring_employee(
         await talk(call, leg, employee_id=employee_id, step=step or f"employee:{employee_id}")
         return Reach.TALKED
     finally:
-        await call.services.db(call.services.store.release_employee, employee_id, call.record.id)
+        await call.services.claims.release(employee_id, call.record.id)
 
 
 async def talk(call: Call, leg: Leg, *, employee_id: str | None, step: str) -> TalkEnd:

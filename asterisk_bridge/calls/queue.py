@@ -132,7 +132,7 @@ async def _free_count(call: Call, members: list[str], skip_absent: bool) -> int:
 async def _available_members(call: Call, members: list[str], skip_absent: bool) -> list[str]:
     """Members who may ring now: working (when absent ones are skipped) and not on a call."""
     store = call.services.store
-    busy = await call.services.db(store.busy_employees)
+    busy = await call.services.claims.busy()
     workdays = await call.services.db(store.workdays) if skip_absent else {}
     return [
         m for m in members if m not in busy and (not skip_absent or workdays.get(m) == "working")
@@ -174,10 +174,9 @@ async def _ring_together(
     call: Call, members: list[str], ring_time: float, waiter: Waiter, state: QueueState
 ) -> Reach:
     """Ring `members` at once (one for evenly/in_order); the first to answer wins."""
-    store = call.services.store
     claimed = []
     for member in members:
-        if await call.services.db(store.claim_employee, member, call.record.id, call.services.node):
+        if await call.services.claims.claim(member, call.record.id):
             claimed.append(member)
     if not claimed:
         return Reach.NOT_REACHED
@@ -217,12 +216,12 @@ async def _ring_together(
         await state.notify()
         for member in claimed:
             if member != winner:
-                await call.services.db(store.release_employee, member, call.record.id)
+                await call.services.claims.release(member, call.record.id)
         claimed = [winner]
         await talk(call, leg, employee_id=winner, step=f"employee:{winner}")
         return Reach.TALKED
     finally:
         waiter.ringing = False
         for member in claimed:
-            await call.services.db(store.release_employee, member, call.record.id)
+            await call.services.claims.release(member, call.record.id)
         await state.notify()

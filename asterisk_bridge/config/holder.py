@@ -18,6 +18,8 @@ from .loader import load_config, load_config_text
 from .schema import Config
 
 log = logging.getLogger("numcfg.config")
+# watchfiles logs every change set at INFO; the reloads we log say what matters.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
 class ConfigHolder:
@@ -85,6 +87,12 @@ class ConfigHolder:
         causes one reload, not one per write.
         """
         folder = self.path.absolute().parent
-        async for changes in watchfiles.awatch(folder, recursive=False):
-            if any(Path(changed).name == self.path.name for _, changed in changes):
-                self.reload()
+        name = self.path.name
+        # Only the config file's own events wake us: the default SQLite store lives in the
+        # same folder and would otherwise wake the watcher on every commit.
+        async for _changes in watchfiles.awatch(
+            folder,
+            recursive=False,
+            watch_filter=lambda _change, changed: Path(changed).name == name,
+        ):
+            self.reload()

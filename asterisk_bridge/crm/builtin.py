@@ -15,6 +15,10 @@ from .base import CallInfo, CrmEntity, LeadResult
 
 
 class BuiltinCrm:
+    # The store is the CRM: there is no remote journal to report calls to, so the service
+    # skips the three background journal tasks per call.
+    keeps_journal = False
+
     def __init__(self, *, store: Store) -> None:
         self._store = store
 

@@ -256,6 +256,8 @@ class CrmService:
         factory: Callable[[], Awaitable[None]],
         budget: float,
     ) -> None:
+        if not getattr(self.backend, "keeps_journal", True):
+            return
         previous = self._chains.get(call.call_id)
 
         async def run() -> None:

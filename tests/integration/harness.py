@@ -159,6 +159,7 @@ class Harness:
             app=TEST_APP,
             app_args="caller",
             caller_id=caller,
+            formats="ulaw",  # like a phone behind a SIP trunk (no resampling)
         )
         return leg
 
