@@ -717,7 +717,19 @@ def start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
     exe = shutil.which("py-spy") or str(BIN / "py-spy")
     fmt = {".json": "speedscope", ".txt": "raw"}.get(Path(out).suffix, "flamegraph")
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--rate", "500", "--threads", "--format", fmt, "-o", out],
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "500",
+            "--threads",
+            "--format",
+            fmt,
+            "-o",
+            out,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

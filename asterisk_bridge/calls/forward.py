@@ -30,14 +30,16 @@ async def forward(
     call: Call, e164: str, *, step: str, ring_time: float = FORWARD_RING_SECONDS
 ) -> Reach:
     """Ring an external number; refused (NOT_REACHED) outside the allowlist."""
-    patterns = call.config.account.external_allowlist
-    if not is_e164(e164) or not allowed_external(e164, patterns):
-        # Checked at load time too; checked again here because the allowlist may have
-        # changed by reload and the number may come from a callback request.
-        log.warning(
-            "call %s: forward to %s refused: outside external_allowlist", call.record.id, e164
-        )
-        return Reach.NOT_REACHED
+    # Checked at load time too; checked again here against the config the call started
+    # with AND the current one: an allowlist narrowed by a reload applies at once, even
+    # to calls already in progress, and callback phones come from requests.
+    current = call.services.config_holder.current.account.external_allowlist
+    for patterns in (call.config.account.external_allowlist, current):
+        if not is_e164(e164) or not allowed_external(e164, patterns):
+            log.warning(
+                "call %s: forward to %s refused: outside external_allowlist", call.record.id, e164
+            )
+            return Reach.NOT_REACHED
     endpoint = call.config.asterisk.trunk.replace("{number}", e164)
     outcome, leg = await ring(
         call, endpoint, ring_time=ring_time, caller_id=forward_caller_id(call)

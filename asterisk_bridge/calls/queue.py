@@ -22,6 +22,9 @@ log = logging.getLogger("numcfg.calls")
 # an event reaching this one: waiting callers re-check at this pace. It is a timer per
 # waiting call, not a poll of Asterisk.
 RECHECK_SECONDS = 3.0
+# announce_position: on entering the queue, then this often while waiting (beyond the
+# hosted service's own behaviour; app_queue's default period is similar).
+ANNOUNCE_INTERVAL_SECONDS = 30.0
 
 
 @dataclass(eq=False)
@@ -76,12 +79,17 @@ async def run_queue(call: Call, queue_id: str) -> bool:
     waiter = Waiter(call)
     state.waiters.append(waiter)
     started = time.monotonic()
+    next_announce = started if queue.announce_position else float("inf")
     moh_on = await _moh(call, True)
     try:
         while not call.hung_up:
             waited = time.monotonic() - started
             if waited >= queue.max_wait:
                 break
+            if time.monotonic() >= next_announce:
+                await _announce_position(call, state, waiter)
+                next_announce = time.monotonic() + ANNOUNCE_INTERVAL_SECONDS
+                continue
             if state.turn(waiter) < await _free_count(call, queue.members, skip_absent):
                 reach = await _ring_round(call, queue_id, queue, skip_absent, waited, waiter, state)
                 if reach is Reach.TALKED or reach is Reach.CALLER_GONE:
@@ -93,10 +101,12 @@ async def run_queue(call: Call, queue_id: str) -> bool:
                 continue
             # Not our turn or nobody free: wait for a change, or re-check shortly.
             remaining = queue.max_wait - (time.monotonic() - started)
+            until_announce = next_announce - time.monotonic()
             async with state.changed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        state.changed.wait(), min(RECHECK_SECONDS, max(0.05, remaining))
+                        state.changed.wait(),
+                        max(0.05, min(RECHECK_SECONDS, remaining, until_announce)),
                     )
             # Drain the inbox so a hangup during the wait is seen.
             while await call.inbox.get(0) is not None:
@@ -114,6 +124,16 @@ async def run_queue(call: Call, queue_id: str) -> bool:
     from .actions import execute
 
     return await execute(call, queue.fallback)
+
+
+async def _announce_position(call: Call, state: QueueState, waiter: Waiter) -> None:
+    """ "You are caller number N" (N counts the callers ahead, plus one). A playback
+    suspends the hold music and Asterisk does not resume it: restart it after."""
+    position = state.waiters.index(waiter) + 1
+    await call.play_prompt("queue-position")
+    await call.play(f"number:{position}")
+    if not call.hung_up:
+        await _moh(call, True)
 
 
 async def _moh(call: Call, on: bool) -> bool:

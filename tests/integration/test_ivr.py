@@ -4,6 +4,7 @@ multi-digit options, forwarding inside the allowlist."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from .harness import Employee, Harness, calls_done
 
@@ -142,3 +143,34 @@ async def test_forward_inside_the_allowlist_goes_out_through_the_trunk(
     (call,) = await calls_done(app)
     assert call["route"] == ["ivr:main:3", "forward:+33611111111"]
     assert call["disposition"] == "forwarded"
+
+
+async def test_forward_outside_a_narrowed_allowlist_is_refused_at_call_time(
+    harness: Harness, numcfg
+) -> None:
+    """The allowlist is checked when the call forwards, not only at load time: a reload
+    that narrows it applies to a caller already in the menu."""
+    config = {
+        **IVR_CONFIG,
+        "ivr_menus": {
+            "main": {
+                **IVR_CONFIG["ivr_menus"]["main"],
+                "options": {"3": {"action": "forward", "to": "+33159000000"}},
+            }
+        },
+    }
+    app = await numcfg(config)
+    leg = await harness.call("+33185000000")
+    await harness.heard(leg, MAIN)
+    path = app.config_holder.path
+    narrowed = yaml.safe_load(path.read_text())
+    narrowed["account"]["external_allowlist"] = ["+336*"]
+    narrowed["ivr_menus"]["main"]["options"] = {"3": {"action": "hangup"}}
+    path.write_text(yaml.safe_dump(narrowed, sort_keys=False))
+    assert app.reload() is True
+    await harness.press(leg, "3")  # the call's own menu still says: forward
+    await harness.ended(leg)
+    (call,) = await calls_done(app)
+    assert harness.trunk_reached == []
+    assert call["route"] == ["ivr:main:3", "hangup"]
+    assert call["disposition"] == "missed"

@@ -366,3 +366,17 @@ async def test_feature_codes_set_the_workday_from_the_phone(harness: Harness, nu
         await calls_done(app)
         assert await asyncio.to_thread(app.store.get_workday, "anna") == state
     assert await asyncio.to_thread(app.store.list_calls) == []  # not client calls
+
+
+async def test_announce_position_tells_each_caller_their_place(harness: Harness, numcfg) -> None:
+    app = await numcfg(queue_config("in_order", max_wait=6, announce_position=True))
+    first = await harness.call("+33185000000", caller="+33611000001")
+    await harness.heard(first, "sound:numcfg/en/queue-position")
+    second = await harness.call("+33185000000", caller="+33611000002")
+    await harness.heard(second, "sound:numcfg/en/queue-position")
+    await harness.heard(first, "number:1")
+    await harness.heard(second, "number:2")
+    for leg in (first, second):
+        await harness.hangup(leg)
+        await harness.ended(leg)
+    await calls_done(app)
