@@ -32,6 +32,8 @@ class Services:
     draining: bool = False
     crm: CrmService | None = None
     claims: Claims = field(default_factory=lambda: MemoryClaims())
+    # Waiting lines per queue on this node (calls.queue.QueueState), first come first served.
+    queues: dict[str, Any] = field(default_factory=dict)
     # Tests fix the clock to check working hours and quota months deterministically.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 from ..ari.errors import AriError
 from ..ari.events import Event, StasisStart
@@ -67,18 +69,18 @@ class Dispatcher:
         self.services.metrics.call_started()
         self._spawn(self._run(call, flow), channel.id)
 
-    async def _run(self, call: Call, flow: object) -> None:
+    async def _run(self, call: Call, flow: Coroutine[Any, Any, None]) -> None:
         try:
-            await flow  # type: ignore[misc]
+            await flow
         except Exception:
             log.exception("call %s failed", call.record.id)
             call.record.disposition = call.record.disposition or "failed"
         finally:
             await call.cleanup()
 
-    def _spawn(self, coro: object, channel_id: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], channel_id: str) -> None:
         # One task per call (not per event); tracked so shutdown can wait for it.
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(coro)
         self.services.active[channel_id] = task
         task.add_done_callback(lambda _t: self.services.active.pop(channel_id, None))
 

@@ -20,12 +20,6 @@ class Reach(Enum):
     CALLER_GONE = "caller_gone"
 
 
-async def employee_available(call: Call, employee_id: str) -> bool:
-    """Working (workday started and not paused). Never started counts as absent."""
-    state = await call.services.db(call.services.store.get_workday, employee_id)
-    return state == "working"
-
-
 async def ring_employee(
     call: Call, employee_id: str, *, ring_time: float, step: str | None = None
 ) -> Reach:

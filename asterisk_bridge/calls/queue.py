@@ -50,11 +50,9 @@ class QueueState:
         return idle.index(waiter) if waiter in idle else 0
 
 
-_QUEUES: dict[str, QueueState] = {}
-
-
-def queue_state(queue_id: str) -> QueueState:
-    return _QUEUES.setdefault(queue_id, QueueState())
+def queue_state(call: Call, queue_id: str) -> QueueState:
+    """This node's waiting line for `queue_id` (kept by the app, shared by its calls)."""
+    return call.services.queues.setdefault(queue_id, QueueState())
 
 
 async def moh_class(call: Call) -> str:
@@ -75,7 +73,7 @@ async def run_queue(call: Call, queue_id: str) -> bool:
     call.step(f"queue:{queue_id}")
     if not await call.answer():
         return True
-    state = queue_state(queue_id)
+    state = queue_state(call, queue_id)
     waiter = Waiter(call)
     state.waiters.append(waiter)
     started = time.monotonic()

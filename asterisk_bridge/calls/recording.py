@@ -6,7 +6,6 @@ import contextlib
 import logging
 import time
 import wave
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,7 +117,3 @@ def _write_wav(target: Path, data: bytes) -> float:
     tmp.replace(target)
     with wave.open(str(target)) as wav:
         return round(wav.getnframes() / float(wav.getframerate()), 2)
-
-
-def period_now(clock: datetime, timezone: str) -> str:
-    return quota_period(clock, timezone)

@@ -102,6 +102,10 @@ class Harness:
             event["_t"] = time.monotonic()
             self.events.append(event)
             if event.get("type") == "StasisStart" and event.get("application") == TEST_APP:
+                args = event.get("args") or []
+                if args[:1] == ["trunk"]:
+                    # Recorded here, not in the task: a test that saw this event must see it.
+                    self.trunk_reached.append(args[1])
                 self._spawn(self._on_start(event))
             async with self._changed:
                 self._changed.notify_all()
@@ -119,7 +123,6 @@ class Harness:
             if role == "employee":
                 await self._employee(args[1], channel_id)
             elif role == "trunk":
-                self.trunk_reached.append(args[1])
                 await self.client.answer(channel_id)
                 if self.trunk_hangup_after is not None:
                     await asyncio.sleep(self.trunk_hangup_after)

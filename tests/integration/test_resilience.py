@@ -11,6 +11,8 @@ import time
 import aiohttp
 import pytest
 
+from asterisk_bridge.ari.events import Event, StasisStart
+
 from .conftest import REPO, install_dialplan, kill_ari_websockets, write_config
 from .harness import Harness, calls_done
 
@@ -44,17 +46,16 @@ async def test_reconnect_hangs_up_channels_left_without_owner(harness: Harness, 
     was down) is not left silent forever: reconciliation after reconnecting hangs it up."""
     app = await numcfg()
     real_handler = app.dispatcher.on_unrouted
-    app.dispatcher.on_unrouted = lambda event: None  # the StasisStart is "lost"
+    lost: list[str] = []
+
+    def lose(event: Event) -> None:  # the StasisStart is "lost"
+        if isinstance(event, StasisStart):
+            lost.append(event.channel.id)
+
+    app.dispatcher.on_unrouted = lose
     leg = await harness.call("+33185000000")
-
-    async def parked() -> bool:
-        info = await app.client.application()
-        return leg.far_id in info["channel_ids"]
-
-    deadline = time.monotonic() + 10
-    while not await parked():
-        assert time.monotonic() < deadline, "call never reached numcfg's Stasis app"
-        await asyncio.sleep(0.1)
+    await wait_until(lambda: leg.far_id in lost, 10, "the call's StasisStart")
+    assert leg.far_id in (await app.client.application())["channel_ids"]
     app.dispatcher.on_unrouted = real_handler
     assert await asyncio.to_thread(kill_ari_websockets, "numcfg") == 1
     await harness.ended(leg, timeout=20)
