@@ -32,10 +32,12 @@ run: rig
 	@echo "numcfg: place a call from another shell with:  make call"
 	$(BIN)/numcfg run -c $(CONFIG)
 
-## A test call into the example number: the caller side waits 15 s while numcfg handles it.
+## A test call into the example number: the caller side stays 15 s while numcfg handles it
+## (greeting, then the queue's hold music: nobody has started a workday), then the call's
+## details are printed.
 call:
 	docker/rig cli "channel originate Local/+33185000000@numcfg-inbound application Wait 15"
-	@sleep 8; NUMCFG_ARI_PASSWORD=$(NUMCFG_ARI_PASSWORD) $(BIN)/numcfg calls -c $(CONFIG) --limit 3
+	@sleep 18; $(BIN)/numcfg calls -c $(CONFIG) --limit 3
 
 ## The whole test suite: unit tests and integration tests against the real Asterisk rig.
 test: rig
