@@ -16,7 +16,7 @@ from typing import Any
 from ..ari.errors import AriError
 from ..policy.numbers import allowed_external, is_e164
 from .call import Call
-from .connect import RingOutcome, _await_answer, _in_stasis
+from .connect import RingOutcome, await_answer, wait_in_stasis
 from .context import Services
 from .employees import Reach
 from .forward import forward
@@ -116,13 +116,13 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
                 app_args="callback",
                 caller_id=job["phone"],
             )
-            await _in_stasis(call, leg_id)
+            await wait_in_stasis(call, leg_id)
             await services.client.dial(leg_id, timeout=CALLBACK_EMPLOYEE_RING_SECONDS)
         except AriError as exc:
             log.warning("callback %s: cannot ring %s: %s", job["id"], employee_id, exc)
             record.disposition = "failed"
             return False
-        outcome = await _await_answer(call, leg_id, CALLBACK_EMPLOYEE_RING_SECONDS + 5)
+        outcome = await await_answer(call, leg_id, CALLBACK_EMPLOYEE_RING_SECONDS + 5)
         if outcome is not RingOutcome.ANSWERED:
             record.disposition = "missed"
             return False

@@ -70,7 +70,7 @@ async def ring(
         with contextlib.suppress(AriError):
             await call.client.play(call.channel_id, "tone:ring", playback_id=tone_id)
     try:
-        outcome = await _await_answer(
+        outcome = await await_answer(
             call, leg_id, ring_time + DIAL_GUARD_SECONDS, answered_on_stasis=True
         )
     finally:
@@ -106,7 +106,7 @@ async def _originate(
     return leg_id
 
 
-async def _in_stasis(call: Call, leg_id: str) -> None:
+async def wait_in_stasis(call: Call, leg_id: str) -> None:
     """/channels/create returns before the channel is in our app; /dial before its
     StasisStart answers 409, so wait for it (other events stay observed by the inbox)."""
     deadline = time.monotonic() + LEG_STASIS_SECONDS
@@ -119,7 +119,7 @@ async def _in_stasis(call: Call, leg_id: str) -> None:
     raise AriError(0, "leg never entered Stasis", method="POST", path="dial")
 
 
-async def _await_answer(
+async def await_answer(
     call: Call, leg_id: str, guard: float, *, answered_on_stasis: bool = False
 ) -> RingOutcome:
     """Wait for the leg's answer. An originated leg counts as answered at its StasisStart
@@ -159,9 +159,12 @@ async def _await_answer(
                 pass
 
 
-async def _drop_leg(call: Call, leg_id: str) -> None:
-    with contextlib.suppress(AriError):
-        await call.client.hangup(leg_id)
+async def _drop_leg(call: Call, leg_id: str, *, gone: bool = False) -> None:
+    """Hang up a leg we no longer want; `gone`: Asterisk already destroyed it, so only
+    our bookkeeping is left (a DELETE would just answer 404)."""
+    if not gone:
+        with contextlib.suppress(AriError):
+            await call.client.hangup(leg_id)
     call.forget_channel(leg_id)
 
 
@@ -229,7 +232,10 @@ async def ring_many(
             ):
                 await _drop_leg(call, peer.id)
                 legs.pop(peer.id, None)
-            case ChannelDestroyed(channel=ch) | ChannelHangupRequest(channel=ch) if ch.id in legs:
+            case ChannelDestroyed(channel=ch) if ch.id in legs:
+                await _drop_leg(call, ch.id, gone=True)
+                legs.pop(ch.id, None)
+            case ChannelHangupRequest(channel=ch) if ch.id in legs:
                 await _drop_leg(call, ch.id)
                 legs.pop(ch.id, None)
     for leg_id in list(legs):

@@ -149,7 +149,7 @@ async def _sip_to(call: Call) -> bool:
     # Only digits ever reach the employee lookup; anything else in To: is ignored.
     if not extension.isdigit():
         return False
-    employee_id = _employee_by_extension(call, extension)
+    employee_id = call.config.employee_by_extension(extension)
     if employee_id is None:
         log.info("call %s: To: extension %s is nobody's", call.record.id, extension)
         return False
@@ -157,13 +157,6 @@ async def _sip_to(call: Call) -> bool:
     ring_time = call.config.numbers[call.record.number].routing.extension_dialing.ring_time
     reach = await ring_employee(call, employee_id, ring_time=ring_time)
     return reach is not Reach.NOT_REACHED
-
-
-def _employee_by_extension(call: Call, extension: str) -> str | None:
-    for employee_id, employee in call.config.employees.items():
-        if employee.extension == extension:
-            return employee_id
-    return None
 
 
 async def _greeting_with_extensions(call: Call, routing: Any) -> bool:
@@ -189,7 +182,7 @@ async def _greeting_with_extensions(call: Call, routing: Any) -> bool:
     else:
         verdict = extension_on_timeout(buffer)
         extension = verdict.value if verdict.status is MatchStatus.COMPLETE else None
-    employee_id = _employee_by_extension(call, extension) if extension else None
+    employee_id = call.config.employee_by_extension(extension) if extension else None
     if employee_id is None:
         log.info("call %s: caller dialed unknown extension %r", call.record.id, buffer)
         await call.play_prompt("invalid-extension")

@@ -88,8 +88,11 @@ async def run_queue(call: Call, queue_id: str) -> bool:
                 await _announce_position(call, state, waiter)
                 next_announce = time.monotonic() + ANNOUNCE_INTERVAL_SECONDS
                 continue
-            if state.turn(waiter) < await _free_count(call, queue.members, skip_absent):
-                reach = await _ring_round(call, queue_id, queue, skip_absent, waited, waiter, state)
+            # One read of who is free per pass: it decides both whether it is our turn
+            # and whom to ring.
+            available = await _available_members(call, queue.members, skip_absent)
+            if state.turn(waiter) < len(available):
+                reach = await _ring_round(call, queue_id, queue, available, waited, waiter, state)
                 if reach is Reach.TALKED or reach is Reach.CALLER_GONE:
                     return True
                 if call.hung_up:
@@ -143,10 +146,6 @@ async def _moh(call: Call, on: bool) -> bool:
     return False
 
 
-async def _free_count(call: Call, members: list[str], skip_absent: bool) -> int:
-    return len(await _available_members(call, members, skip_absent))
-
-
 async def _available_members(call: Call, members: list[str], skip_absent: bool) -> list[str]:
     """Members who may ring now: working (when absent ones are skipped) and not on a call."""
     store = call.services.store
@@ -161,14 +160,13 @@ async def _ring_round(
     call: Call,
     queue_id: str,
     queue: Queue,
-    skip_absent: bool,
+    available: list[str],
     waited: float,
     waiter: Waiter,
     state: QueueState,
 ) -> Reach:
-    """One pass over the members in distribution order until one answers."""
+    """One pass over the `available` members in distribution order until one answers."""
     store = call.services.store
-    available = await _available_members(call, queue.members, skip_absent)
     cursor = await call.services.db(store.get_cursor, queue_id)
     rounds, new_cursor = ring_rounds(
         queue.members, queue.distribution, available=available, cursor=cursor

@@ -19,9 +19,8 @@ def employee_of_channel(call: Call, channel: Channel) -> str | None:
     for employee_id, employee in call.config.employees.items():
         if employee.endpoint == technology_resource:
             return employee_id
-    for employee_id, employee in call.config.employees.items():
-        if channel.caller_number and employee.extension == channel.caller_number:
-            return employee_id
+    if channel.caller_number:
+        return call.config.employee_by_extension(channel.caller_number)
     return None
 
 
