@@ -52,6 +52,7 @@ integration: rig
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_import_contract.py
 
 format: setup
 	$(BIN)/ruff format .

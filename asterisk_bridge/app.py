@@ -7,23 +7,29 @@ import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from .admin import set_workday
 from .api.server import build_api
 from .ari.client import AriClient
 from .ari.errors import AriError
-from .ari.events import USED_EVENT_TYPES, StreamResumed
+from .ari.events import USED_EVENT_TYPES, Event, StreamResumed
 from .ari.router import EventRouter
 from .ari.stream import EventStream
 from .calls.callback import callback_worker
 from .calls.claims import claims_for
 from .calls.context import Services
+from .calls.crm_hooks import CrmJournal
 from .calls.dispatcher import Dispatcher
 from .config import ConfigHolder
 from .config.store_source import watch_store_config
 from .crm import build_crm
+from .holdmusic import moh
+from .holdmusic.files import prepare_configured_files
 from .metrics import Metrics
 from .store import open_store
 
@@ -38,6 +44,10 @@ CRM_RETRY_SECONDS = 60.0
 # A StasisStart read from the websocket is dispatched at once; one second is ample for
 # an in-flight one to claim its channel before reconciliation calls it an orphan.
 RECONCILE_GRACE_SECONDS = 1.0
+# Calls cancelled at the end of a drain run their (shielded, 5 s) cleanup: wait for it.
+CANCELLED_CALLS_SECONDS = 10.0
+# Hold music is reloaded in Asterisk once ARI is up; a start without ARI skips it.
+HOLD_MUSIC_CONNECT_SECONDS = 30.0
 
 
 class App:
@@ -53,23 +63,27 @@ class App:
             latency_observer=self.metrics.observe_ari,
         )
         self.store = open_store(config.store)
-        self.router = EventRouter(on_unrouted=lambda event: self.dispatcher.on_unrouted(event))
-        self.services = Services(
-            client=self.client,
-            router=self.router,
-            config_holder=self.config_holder,
-            store=self.store,
-            metrics=self.metrics,
-            node=socket.gethostname(),
-            claims=claims_for(self.store, socket.gethostname()),
-        )
+        self.router = EventRouter(on_unrouted=self._on_unrouted)
         self.crm = build_crm(
             config,
             store=self.store,
             metrics=self.metrics,
             config_source=lambda: self.config_holder.current,
         )
-        self.services.crm = self.crm
+        node = socket.gethostname()
+        self.services = Services(
+            client=self.client,
+            router=self.router,
+            config_holder=self.config_holder,
+            store=self.store,
+            metrics=self.metrics,
+            node=node,
+            journal_node=f"{node}/{config.asterisk.app}",
+            claims=claims_for(self.store, node),
+            crm=self.crm,
+            observers=(CrmJournal(),),
+            set_workday=set_workday,
+        )
         self.dispatcher = Dispatcher(self.services)
         self.stream = EventStream(
             client=self.client,
@@ -82,15 +96,20 @@ class App:
             lambda: 1.0 if self.config_holder.last_error else 0.0
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
         self._stopped = asyncio.Event()
+
+    def _on_unrouted(self, event: Event) -> None:
+        self.dispatcher.on_unrouted(event)
 
     async def reconcile(self) -> None:
         """After a (re)connection: resync our calls, hang up orphans left in Stasis.
 
-        A channel listed by ARI but not owned yet may simply be a new call whose
-        StasisStart is still on its way over the websocket, so candidates get a short
-        grace period and only those still unowned afterwards are hung up.
+        Every call re-checks what it owns (StreamResumed). A channel listed by ARI but not
+        owned may be a new call whose StasisStart is still on its way, so candidates get
+        a short grace period; and only channels in *our* Stasis application are orphans:
+        the app is also subscribed to the far halves of the Local legs it originates,
+        which belong to a conversation in progress.
         """
         try:
             await self.client.set_event_filter(USED_EVENT_TYPES)
@@ -105,7 +124,7 @@ class App:
             return
         await asyncio.sleep(RECONCILE_GRACE_SECONDS)
         for channel_id in channels:
-            if self.router.owner(channel_id) is None:
+            if self.router.owner(channel_id) is None and await self._in_our_stasis(channel_id):
                 log.warning("hanging up channel %s left in Stasis without an owner", channel_id)
                 with contextlib.suppress(AriError):
                     await self.client.hangup(channel_id)
@@ -114,23 +133,95 @@ class App:
                 with contextlib.suppress(AriError):
                     await self.client.destroy_bridge(bridge_id)
 
+    async def _in_our_stasis(self, channel_id: str) -> bool:
+        try:
+            data = await self.client.get_channel(channel_id)
+        except AriError:
+            return False
+        dialplan = data.get("dialplan") or {}
+        app_args = str(dialplan.get("app_data") or "").split(",")
+        return dialplan.get("app_name") == "Stasis" and app_args[0] == self.client.app
+
     async def start(self) -> None:
+        """Start every part in order; each registers its own teardown, so `stop` undoes
+        them in reverse, and a start that fails half-way (API port taken) undoes what it
+        had started before raising."""
+        stack = contextlib.AsyncExitStack()
+        try:
+            await self._start_parts(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def _start_parts(self, stack: contextlib.AsyncExitStack) -> None:
         config = self.config_holder.current
+        # Torn down last: everything else may still write to the store or call ARI.
+        stack.push_async_callback(asyncio.to_thread, self.store.close)
+        stack.push_async_callback(self.client.close)
+        stack.push_async_callback(self._close_crm)
         await asyncio.to_thread(self.store.release_node_claims, self.services.node)
-        self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
-        self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
-        self._tasks.append(asyncio.create_task(self._watch_store(), name="store-config-watch"))
-        self._tasks.append(asyncio.create_task(self._retry_crm(), name="crm-retry"))
-        self._tasks.append(
-            asyncio.create_task(callback_worker(self.services), name="callback-worker")
-        )
-        self._tasks.append(asyncio.create_task(self._prepare_hold_music(), name="hold-music"))
+        await self._close_interrupted_calls()
+        self._background(stack, self.stream.run(), "ari-events", before=self.stream.stop)
+        self._background(stack, self._watch_config(), "config-watch")
+        self._background(stack, self._watch_store(), "store-config-watch")
+        self._background(stack, self._retry_crm(), "crm-retry")
+        self._background(stack, callback_worker(self.services), "callback-worker")
+        self._background(stack, self._prepare_hold_music(), "hold-music")
         host, _, port = config.api.listen.rpartition(":")
-        self._runner = web.AppRunner(build_api(self), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host or "127.0.0.1", int(port))
+        runner = web.AppRunner(build_api(self), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)  # first to go: no request meets a closed part
+        site = web.TCPSite(runner, host or "127.0.0.1", int(port))
         await site.start()
         log.info("numcfg API on http://%s", config.api.listen)
+
+    async def _close_interrupted_calls(self) -> None:
+        """Calls this node had up when it was killed get their details now."""
+        try:
+            closed = await asyncio.to_thread(
+                self.store.close_interrupted_calls,
+                node=self.services.journal_node,
+                now=self.services.clock(),
+            )
+        except Exception as exc:  # a store fault must not keep numcfg from serving calls
+            log.warning("calls left open by the last run not closed: %s", exc)
+            return
+        if closed:
+            log.warning("closed %d call(s) left open by the last run", len(closed))
+
+    def _background(
+        self,
+        stack: contextlib.AsyncExitStack,
+        coro: Coroutine[Any, Any, None],
+        name: str,
+        *,
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Run `coro` for the life of the app; at stop, `before` (a clean stop) then cancel."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+
+        async def end() -> None:
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await before()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+        stack.push_async_callback(end)
+
+    async def _close_crm(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.crm.close()
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     async def _watch_config(self) -> None:
         try:
@@ -167,15 +258,11 @@ class App:
     async def _prepare_hold_music(self) -> None:
         """Convert configured hold-music files and (re)write the MOH classes Asterisk
         includes, so uploads and `{file:}` music play from the first call."""
-        from .holdmusic import moh
-
         config = self.config_holder.current
         try:
-            from .holdmusic.files import prepare_configured_files
-
             await asyncio.to_thread(prepare_configured_files, config, self.store)
             await asyncio.to_thread(moh.write_moh_conf, config)
-            if await self.stream.wait_connected(30):
+            if await self.stream.wait_connected(HOLD_MUSIC_CONNECT_SECONDS):
                 await moh.reload_moh(self.client)
         except Exception as exc:  # hold music must never keep numcfg from serving calls
             log.warning("hold music not prepared: %s", exc)
@@ -193,34 +280,22 @@ class App:
             for task in still:
                 task.cancel()
             if still:
-                await asyncio.wait(still, timeout=10)
+                await asyncio.wait(still, timeout=CANCELLED_CALLS_SECONDS)
 
     async def stop(self) -> None:
-        await self.stream.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._runner is not None:
-            await self._runner.cleanup()
-        with contextlib.suppress(Exception):
-            await self.crm.close()
-        await self.client.close()
-        await asyncio.to_thread(self.store.close)
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGTERM, self._stopped.set)
         loop.add_signal_handler(signal.SIGINT, self._stopped.set)
-        await self.start()
-        try:
+        async with self:
             await self._stopped.wait()
             log.info("stopping: letting calls finish")
             await self.drain()
-        finally:
-            await self.stop()
 
 
 async def run_app(config_path: str | Path) -> None:

@@ -6,42 +6,17 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
+from datetime import datetime
 
-
-def default_config_path() -> str:
-    return os.environ.get("NUMCFG_CONFIG") or "numcfg.yaml"
-
-
-def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-c",
-        "--config",
-        default=None,
-        help="config file (default: $NUMCFG_CONFIG, else ./numcfg.yaml)",
-    )
-
-
-def _load(args: argparse.Namespace):
-    from .config import ConfigError, load_config
-
-    path = args.config or default_config_path()
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        raise SystemExit(1) from None
-    except FileNotFoundError:
-        print(f"{path}: no such file", file=sys.stderr)
-        raise SystemExit(1) from None
+from . import cli_admin, cli_crm, cli_holdmusic
+from .app import run_app
+from .cli_common import config_arg, default_config_path, load_config_or_exit
+from .config import ConfigError, config_json_schema, render_dialplan
+from .store import open_store
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .app import run_app
-    from .config import ConfigError
-
     path = args.config or default_config_path()
     try:
         asyncio.run(run_app(path))
@@ -53,7 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load_config_or_exit(args)
     path = args.config or default_config_path()
     print(
         f"{path}: OK ({len(config.numbers)} numbers, {len(config.employees)} employees, "
@@ -63,25 +38,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_dialplan(args: argparse.Namespace) -> int:
-    from .config import render_dialplan
-
-    sys.stdout.write(render_dialplan(_load(args)))
+    sys.stdout.write(render_dialplan(load_config_or_exit(args)))
     return 0
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:
-    from .config import config_json_schema
-
     print(json.dumps(config_json_schema(), indent=2))
     return 0
 
 
 def cmd_calls(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
-    from .store import open_store
-
-    config = _load(args)
+    config = load_config_or_exit(args)
     store = open_store(config.store)
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
@@ -106,22 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="the service: ARI app + HTTP API")
-    _config_arg(p)
+    config_arg(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="validate the config file")
-    _config_arg(p)
+    config_arg(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("dialplan", help="print the extensions.conf contexts")
-    _config_arg(p)
+    config_arg(p)
     p.set_defaults(func=cmd_dialplan)
 
     p = sub.add_parser("schema", help="print the config's JSON Schema")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("calls", help="list call details")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--number", default=None)
     p.add_argument("--since", default=None, help="ISO 8601 time")
     p.add_argument("--limit", type=int, default=100)
@@ -129,15 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calls)
 
     # Feature commands live in their own modules, each with `register(subparsers)`.
-    for module in _command_modules():
+    for module in (cli_admin, cli_crm, cli_holdmusic):
         module.register(sub)
     return parser
-
-
-def _command_modules() -> list:  # list of modules with register(subparsers)
-    from . import cli_admin, cli_crm, cli_holdmusic
-
-    return [cli_admin, cli_crm, cli_holdmusic]
 
 
 def main(argv: list[str] | None = None) -> int:

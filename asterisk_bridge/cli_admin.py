@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import admin
-from .cli import _config_arg, _load, default_config_path
+from .cli_common import config_arg, default_config_path, load_config_or_exit
 from .config import Config, ConfigError, load_config
 from .lifecycle import WORKDAY_ACTIONS, LifecycleError
 from .store import Store, open_store
@@ -25,26 +25,26 @@ from .store import Store, open_store
 
 def register(sub: Any) -> None:
     p = sub.add_parser("workday", help="set an employee's workday state")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("employee", help="employee id (a key of employees:)")
     p.add_argument("action", choices=WORKDAY_ACTIONS)
     p.set_defaults(func=cmd_workday)
 
     p = sub.add_parser("number", help="number lifecycle: disconnect, undo, reconnect")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("action", choices=("disconnect", "undo", "reconnect", "show"))
     p.add_argument("number", help="number id (a key of numbers:)")
     p.add_argument("--token", default=None, help="undo: the token from the admin email")
     p.set_defaults(func=cmd_number)
 
     p = sub.add_parser("callback", help="request a callback from a number to a phone")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("number", help="number id (a key of numbers:)")
     p.add_argument("phone", help="E.164, inside account.external_allowlist")
     p.set_defaults(func=cmd_callback)
 
     p = sub.add_parser("apply", help="publish a validated config to a shared store")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument(
         "--store", default=None, help="store URL (default: the store: of the config itself)"
     )
@@ -128,7 +128,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _admin_store(args: argparse.Namespace) -> Iterator[tuple[Config, Store]]:
-    config = _load(args)
+    config = load_config_or_exit(args)
     store = open_store(config.store)
     try:
         yield config, store

@@ -13,6 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .api.routes_crm import contact_fields
+from .cli_common import config_arg, load_config_or_exit
+from .crm.rules import to_e164
+from .crm.service import default_region
+from .store import open_store
+
 REQUIRED_COLUMNS = ("name", "phone")
 OPTIONAL_COLUMNS = ("responsible",)
 # Exit codes: 0 all rows imported; 1 some refused (the others are in); 2 nothing read.
@@ -21,22 +27,16 @@ EXIT_UNREADABLE = 2
 
 
 def register(subparsers: Any) -> None:
-    from .cli import _config_arg
-
     crm = subparsers.add_parser("crm", help="the builtin CRM")
     crm_sub = crm.add_subparsers(dest="crm_command", required=True)
     p = crm_sub.add_parser("import", help="load contacts from a CSV (name, phone, responsible)")
     p.add_argument("file", help="CSV with a header row: name, phone, responsible")
-    _config_arg(p)
+    config_arg(p)
     p.set_defaults(func=cmd_crm_import)
 
 
 def cmd_crm_import(args: argparse.Namespace) -> int:
-    from .cli import _load
-    from .crm.service import default_region
-    from .store import open_store
-
-    config = _load(args)
+    config = load_config_or_exit(args)
     path = Path(args.file)
     try:
         # utf-8-sig: spreadsheets save CSV with a byte-order mark that would rename "name".
@@ -90,9 +90,6 @@ def judge_rows(
     rows: list[tuple[int, dict[str, str]]], employees: Any, region: str | None
 ) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """The add_contact keywords of good rows, and (line, reason) for the others."""
-    from .api.routes_crm import contact_fields
-    from .crm.rules import to_e164
-
     good: list[dict[str, Any]] = []
     refused: list[tuple[int, str]] = []
     seen: dict[str, int] = {}

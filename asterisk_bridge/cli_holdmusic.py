@@ -8,12 +8,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .ari.client import AriClient
+from .ari.errors import AriError
+from .cli_common import config_arg, load_config_or_exit
 from .config.schema import Config
+from .holdmusic import (
+    MAX_BYTES,
+    HoldMusicError,
+    HoldMusicRejected,
+    moh_conf_path,
+    prepare_configured_files,
+    reload_moh,
+    render_moh_conf,
+    too_large,
+    upload_hold_music,
+    write_moh_conf,
+)
+from .store import open_store
 
 
 def register(subparsers: Any) -> None:
-    from .cli import _config_arg
-
     p = subparsers.add_parser(
         "hold-music",
         help="upload a number's hold music (mp3, mono, at most 2 MB)",
@@ -21,7 +35,7 @@ def register(subparsers: Any) -> None:
         "next call on, rewrite numcfg-moh.conf and ask Asterisk to reload music on hold. "
         "Works whether or not `numcfg run` is up.",
     )
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("number", metavar="NUMBER-ID")
     p.add_argument("file", metavar="FILE.mp3")
     p.set_defaults(func=cmd_hold_music)
@@ -34,7 +48,7 @@ def register(subparsers: Any) -> None:
         "write them (e.g. /etc/asterisk/numcfg-moh.conf) and --reload to have Asterisk "
         "read them.",
     )
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("-o", "--output", default=None, help="write the file here instead")
     p.add_argument(
         "--write", action="store_true", help="write to storage.moh_conf (or its default)"
@@ -43,15 +57,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_moh_conf)
 
 
-def _load(args: argparse.Namespace) -> Config:
-    from .cli import _load as load
-
-    return load(args)
-
-
-def _ari_client(config: Config) -> Any:
-    from .ari.client import AriClient
-
+def _ari_client(config: Config) -> AriClient:
     return AriClient(
         base_url=config.asterisk.ari_url,
         username=config.asterisk.username,
@@ -61,16 +67,7 @@ def _ari_client(config: Config) -> Any:
 
 
 def cmd_hold_music(args: argparse.Namespace) -> int:
-    from .holdmusic import (
-        MAX_BYTES,
-        HoldMusicError,
-        HoldMusicRejected,
-        too_large,
-        upload_hold_music,
-    )
-    from .store import open_store
-
-    config = _load(args)
+    config = load_config_or_exit(args)
     source = Path(args.file)
     if args.number not in config.numbers:
         print(f"numcfg: no number {args.number!r} in the configuration", file=sys.stderr)
@@ -117,17 +114,7 @@ def cmd_hold_music(args: argparse.Namespace) -> int:
 
 
 def cmd_moh_conf(args: argparse.Namespace) -> int:
-    from .ari.errors import AriError
-    from .holdmusic import (
-        moh_conf_path,
-        prepare_configured_files,
-        reload_moh,
-        render_moh_conf,
-        write_moh_conf,
-    )
-    from .store import open_store
-
-    config = _load(args)
+    config = load_config_or_exit(args)
     store = open_store(config.store)
     try:
         outcomes = prepare_configured_files(config, store)

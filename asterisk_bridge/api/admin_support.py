@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ..lifecycle import LifecycleError
-from .server import ApiError
+from .errors import ApiError
 
 T = TypeVar("T")
 

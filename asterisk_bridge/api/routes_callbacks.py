@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import admin
 from .admin_support import json_object, run_admin
-from .server import ApiError
+from .errors import ApiError
 
 
 def add_routes(api: web.Application, app_state: Any) -> None:

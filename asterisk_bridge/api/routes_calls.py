@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .server import ApiError
+from .errors import ApiError
 
 
 def add_routes(api: web.Application, app_state: Any) -> None:

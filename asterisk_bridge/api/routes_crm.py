@@ -13,7 +13,7 @@ from aiohttp import web
 
 from asterisk_bridge.config.formats import e164
 
-from .server import error_response
+from .errors import error_response
 
 CONTACT_KINDS = ("contact", "company")
 

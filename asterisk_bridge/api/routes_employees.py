@@ -9,7 +9,7 @@ from aiohttp import web
 from .. import admin
 from ..lifecycle import workday_action_for_state
 from .admin_support import json_object, run_admin
-from .server import ApiError
+from .errors import ApiError
 
 
 def add_routes(api: web.Application, app_state: Any) -> None:

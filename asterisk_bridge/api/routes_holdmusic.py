@@ -15,7 +15,7 @@ from ..holdmusic import (
     unknown_number,
     upload_hold_music,
 )
-from .server import error_response
+from .errors import error_response
 
 log = logging.getLogger("numcfg.api")
 

@@ -10,34 +10,26 @@ from typing import Any
 
 from aiohttp import web
 
+from . import (
+    routes_callbacks,
+    routes_calls,
+    routes_crm,
+    routes_employees,
+    routes_holdmusic,
+    routes_numbers,
+)
+from .errors import ApiError, error_response
+
 log = logging.getLogger("numcfg.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+# ApiError and error_response live in errors.py; importing them from here still works.
+__all__ = ["ApiError", "Handler", "build_api", "error_response"]
 
 
 def _route_modules() -> list[Any]:
     # Each feature's routes live in their own module with `add_routes(api, app_state)`.
-    from . import (
-        routes_callbacks,
-        routes_calls,
-        routes_crm,
-        routes_employees,
-        routes_holdmusic,
-        routes_numbers,
-    )
-
     return [
         routes_calls,
         routes_employees,

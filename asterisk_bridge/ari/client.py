@@ -1,7 +1,10 @@
-"""ARI REST over one keep-alive aiohttp session.
+"""ARI REST over one keep-alive aiohttp session (or over the event websocket, 22.4+).
 
-Only this package knows ARI's URLs and JSON. Methods are thin and named after what they
-do to a call; errors come back typed (see errors.py).
+ARI's URLs and JSON belong in this package: the typed methods below (AppSnapshot,
+ChannelInfo, LiveRecording, RecordOptions) are what the rest of numcfg should call.
+Some callers outside ari/ still build paths or read raw JSON through the older methods;
+tests/unit/test_import_contract.py lists them (PENDING) and refuses new ones. Methods
+are thin and named after what they do to a call; errors come back typed (see errors.py).
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ import base64
 import json as jsonlib
 import time
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
 
-from .errors import AriError, AriUnavailable, error_for_status
+from .errors import AriError, AriNotFound, AriUnavailable, error_for_status
+from .types import ChannelState
 
 # A REST call to a local Asterisk answers in milliseconds; past this something is wrong
 # and the call flow should get an error rather than hang.
@@ -27,6 +32,121 @@ REST_TIMEOUT_SECONDS = 10.0
 # A local Asterisk answers a ping in milliseconds; one that does not answer the probe at
 # all does not speak REST over websocket.
 WS_REST_PROBE_SECONDS = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class AppSnapshot:
+    """What Asterisk holds for our Stasis app (GET /applications/{app}): after a websocket
+    gap, the channels and bridges to take back."""
+
+    name: str
+    channel_ids: frozenset[str]
+    bridge_ids: frozenset[str]
+    endpoint_ids: frozenset[str]
+    device_names: frozenset[str]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AppSnapshot:
+        return cls(
+            name=str(data.get("name", "")),
+            channel_ids=frozenset(data.get("channel_ids") or ()),
+            bridge_ids=frozenset(data.get("bridge_ids") or ()),
+            endpoint_ids=frozenset(data.get("endpoint_ids") or ()),
+            device_names=frozenset(data.get("device_names") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """A channel as GET /channels/{id} reports it. `app_name` / `app_data` are the dialplan
+    application it is in (ARI 22's `dialplan.app_name` / `app_data`: "Stasis" and our
+    arguments while we own it)."""
+
+    id: str
+    name: str
+    state: ChannelState
+    app_name: str
+    app_data: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChannelInfo:
+        dialplan = data.get("dialplan") or {}
+        return cls(
+            id=str(data.get("id", "")),
+            name=str(data.get("name", "")),
+            state=ChannelState.parse(data.get("state")),
+            app_name=str(dialplan.get("app_name", "")),
+            app_data=str(dialplan.get("app_data", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRecording:
+    """A recording in progress (GET /recordings/live/{name}). `state`: queued, recording,
+    paused, done, failed or canceled."""
+
+    name: str
+    state: str
+    target_uri: str = ""
+    duration: int | None = None
+    cause: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LiveRecording:
+        duration = data.get("duration")
+        return cls(
+            name=str(data.get("name", "")),
+            state=str(data.get("state", "")),
+            target_uri=str(data.get("target_uri", "")),
+            duration=int(duration) if duration is not None else None,
+            cause=data.get("cause"),
+        )
+
+
+IfExists = Literal["fail", "overwrite", "append"]
+TerminateOn = Literal["none", "any", "*", "#"]
+_IF_EXISTS = ("fail", "overwrite", "append")
+_TERMINATE_ON = ("none", "any", "*", "#")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOptions:
+    """The options of POST /channels/{id}/record and /bridges/{id}/record, checked when
+    built (a bad value is a ValueError here, not a 400 in the middle of a call).
+
+    Durations are whole seconds, 0 meaning no limit. `terminate_on`: the DTMF digit that
+    stops the recording ("none", "any", "*" or "#").
+    """
+
+    name: str
+    format: str = "wav"
+    max_duration_seconds: int = 0
+    max_silence_seconds: int = 0
+    if_exists: IfExists = "overwrite"
+    beep: bool = False
+    terminate_on: TerminateOn = "none"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a recording needs a name")
+        if self.max_duration_seconds < 0 or self.max_silence_seconds < 0:
+            raise ValueError("recording limits are seconds, 0 for none")
+        if self.if_exists not in _IF_EXISTS:
+            raise ValueError(f"if_exists must be one of {', '.join(_IF_EXISTS)}")
+        if self.terminate_on not in _TERMINATE_ON:
+            raise ValueError(f"terminate_on must be one of {', '.join(_TERMINATE_ON)}")
+
+    def params(self) -> dict[str, Any]:
+        """ARI's query parameters (request() sends booleans as "true" / "false")."""
+        return {
+            "name": self.name,
+            "format": self.format,
+            "maxDurationSeconds": self.max_duration_seconds,
+            "maxSilenceSeconds": self.max_silence_seconds,
+            "ifExists": self.if_exists,
+            "beep": self.beep,
+            "terminateOn": self.terminate_on,
+        }
 
 
 def basic_auth_header(username: str, password: str) -> str:
@@ -81,17 +201,14 @@ class AriClient:
         in numcfg was aiohttp's HTTP client)."""
         self._ws = ws
 
-    async def websocket_rest_works(self) -> bool:
-        """Asterisk older than 22.4 ignores RESTRequest: probe once per connection and
-        fall back to HTTP rather than time out on every request."""
-        ws = self._ws
-        if ws is None:
-            return False
+    async def websocket_rest_works(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
+        """Asterisk older than 22.4 ignores RESTRequest: probe once per connection, before
+        attaching `ws`, so requests made meanwhile go over HTTP instead of waiting on a
+        probe that may fail (attach only when this returns True)."""
         try:
             async with asyncio.timeout(WS_REST_PROBE_SECONDS):
                 await self._ws_request(ws, "GET", "/asterisk/ping", {}, None)
         except (TimeoutError, AriError):
-            self.detach_websocket()
             return False
         return True
 
@@ -147,7 +264,13 @@ class AriClient:
         status = int(response.get("status_code") or 0)
         body = response.get("message_body")
         if isinstance(body, str):
-            body = orjson.loads(body) if body.strip() else None
+            try:
+                body = orjson.loads(body) if body.strip() else None
+            except orjson.JSONDecodeError:
+                if status < 400:
+                    raise AriError(status, "answer is not JSON", method=method, path=path) from None
+                # An error page rather than ARI's {"message": ...}: keep its text.
+                body = body[:300]
         if status >= 400:
             message_text = body.get("message", "") if isinstance(body, dict) else str(body)
             raise error_for_status(status, str(message_text)[:300], method=method, path=path)
@@ -200,7 +323,16 @@ class AriClient:
         return await self.request("GET", "/asterisk/info")
 
     async def application(self) -> dict[str, Any]:
+        """The raw Application JSON; prefer app_snapshot()."""
         return await self.request("GET", f"/applications/{quote(self.app)}")
+
+    async def app_snapshot(self) -> AppSnapshot:
+        """The channels, bridges and endpoints Asterisk holds for our app."""
+        return AppSnapshot.from_json(await self.application() or {})
+
+    async def reload_module(self, module: str) -> None:
+        """Reload one Asterisk module, e.g. "res_musiconhold.so" (a 204)."""
+        await self.request("PUT", f"/asterisk/modules/{quote(module)}")
 
     async def set_event_filter(self, allowed: list[str]) -> dict[str, Any]:
         """Only these event types reach our websocket: Asterisk skips sending the rest."""
@@ -221,7 +353,16 @@ class AriClient:
         await self.request("DELETE", f"/channels/{channel_id}", params={"reason": reason})
 
     async def get_channel(self, channel_id: str) -> dict[str, Any]:
+        """The raw Channel JSON; prefer channel()."""
         return await self.request("GET", f"/channels/{channel_id}")
+
+    async def channel(self, channel_id: str) -> ChannelInfo:
+        """The channel as Asterisk sees it now. Raises AriNotFound when it is gone."""
+        return ChannelInfo.from_json(await self.get_channel(channel_id) or {})
+
+    async def continue_in_dialplan(self, channel_id: str) -> None:
+        """Let the channel leave Stasis and go on with the dialplan after Stasis()."""
+        await self.request("POST", f"/channels/{channel_id}/continue")
 
     async def get_variable(self, channel_id: str, variable: str) -> str:
         data = await self.request(
@@ -250,6 +391,10 @@ class AriClient:
 
     async def get_playback(self, playback_id: str) -> dict[str, Any]:
         return await self.request("GET", f"/playbacks/{playback_id}")
+
+    async def playback_exists(self, playback_id: str) -> bool:
+        """False once the playback is finished (Asterisk forgets it) or never started."""
+        return await self._exists(f"/playbacks/{quote(playback_id)}")
 
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
         await self.request("POST", f"/channels/{channel_id}/moh", params={"mohClass": moh_class})
@@ -330,7 +475,14 @@ class AriClient:
         )
 
     async def record_channel(self, channel_id: str, **options: Any) -> dict[str, Any]:
+        """Raw ARI options; prefer record_channel_with()."""
         return await self.request("POST", f"/channels/{channel_id}/record", params=options)
+
+    async def record_channel_with(self, channel_id: str, options: RecordOptions) -> LiveRecording:
+        """Record what the channel sends (the caller's voice). A 201 here can still be
+        followed by RecordingFailed: wait for RecordingStarted."""
+        body = await self.request("POST", f"/channels/{channel_id}/record", params=options.params())
+        return _live_recording(body, options)
 
     # -- bridges --------------------------------------------------------------------------
     async def create_bridge(self, bridge_id: str, *, kind: str = "mixing", name: str = "") -> None:
@@ -343,25 +495,39 @@ class AriClient:
             "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": ",".join(channel_ids)}
         )
 
-    async def remove_from_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
-        await self.request(
-            "POST",
-            f"/bridges/{bridge_id}/removeChannel",
-            params={"channel": ",".join(channel_ids)},
-        )
-
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{bridge_id}")
 
-    async def bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
-        await self.request("POST", f"/bridges/{bridge_id}/moh", params={"mohClass": moh_class})
+    async def bridge_exists(self, bridge_id: str) -> bool:
+        return await self._exists(f"/bridges/{quote(bridge_id)}")
 
     async def record_bridge(self, bridge_id: str, **options: Any) -> dict[str, Any]:
+        """Raw ARI options; prefer record_bridge_with()."""
         return await self.request("POST", f"/bridges/{bridge_id}/record", params=options)
+
+    async def record_bridge_with(self, bridge_id: str, options: RecordOptions) -> LiveRecording:
+        """Record the bridge's mix (a conversation); see record_channel_with()."""
+        body = await self.request("POST", f"/bridges/{bridge_id}/record", params=options.params())
+        return _live_recording(body, options)
 
     # -- recordings -----------------------------------------------------------------------
     async def stop_recording(self, name: str) -> None:
         await self.request("POST", f"/recordings/live/{quote(name)}/stop")
+
+    async def stored_recording_exists(self, name: str) -> bool:
+        return await self._exists(f"/recordings/stored/{quote(name)}")
+
+    async def live_recording(self, name: str) -> LiveRecording | None:
+        """The recording while it runs; None once it is over (stored or discarded)."""
+        try:
+            body = await self.request("GET", f"/recordings/live/{quote(name)}")
+        except AriNotFound:
+            return None
+        return LiveRecording.from_json(body or {"name": name})
+
+    async def discard_live_recording(self, name: str) -> None:
+        """Stop the recording and throw away what it has recorded."""
+        await self.request("DELETE", f"/recordings/live/{quote(name)}")
 
     async def recording_file(self, name: str) -> bytes:
         return await self.request("GET", f"/recordings/stored/{quote(name)}/file", raw=True)
@@ -375,6 +541,20 @@ class AriClient:
 
     async def list_bridges(self) -> list[dict[str, Any]]:
         return await self.request("GET", "/bridges") or []
+
+    async def _exists(self, path: str) -> bool:
+        try:
+            await self.request("GET", path)
+        except AriNotFound:
+            return False
+        return True
+
+
+def _live_recording(body: Any, options: RecordOptions) -> LiveRecording:
+    # ARI answers 201 with the LiveRecording; fall back to what we asked for if it did not.
+    if isinstance(body, Mapping) and body.get("name"):
+        return LiveRecording.from_json(body)
+    return LiveRecording(name=options.name, state="queued")
 
 
 def _param(value: Any) -> Any:

@@ -9,6 +9,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .types import BUSY_CAUSES as BUSY_CAUSES
+from .types import NO_ANSWER_CAUSES as NO_ANSWER_CAUSES
+from .types import NORMAL_CAUSES as NORMAL_CAUSES
+from .types import UNAVAILABLE_CAUSES as UNAVAILABLE_CAUSES
+from .types import ChannelState, DialStatus
+from .types import HangupKind as HangupKind
+from .types import dial_kind as dial_kind
+from .types import hangup_kind as hangup_kind
+
+# Routing key of a recording's events. Recordings are named, not id'd, and their names
+# are ours, so a prefix keeps them apart from channel / bridge / playback ids.
+_RECORDING_KEY_PREFIX = "rec:"
+
+
+def recording_key(name: str) -> str:
+    """The id a recording's events are routed by (see resource_ids)."""
+    return f"{_RECORDING_KEY_PREFIX}{name}"
+
+
+def recording_name(key: str) -> str | None:
+    """The recording name in a routing key made by recording_key(), else None."""
+    return (
+        key.removeprefix(_RECORDING_KEY_PREFIX) if key.startswith(_RECORDING_KEY_PREFIX) else None
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class Channel:
@@ -20,6 +45,11 @@ class Channel:
     exten: str
     context: str
     channelvars: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def channel_state(self) -> ChannelState:
+        """`state` as a ChannelState (the field stays the string ARI sent)."""
+        return ChannelState.parse(self.state)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Channel:
@@ -81,6 +111,9 @@ class ChannelDestroyed(ChannelEvent):
     cause_txt: str
 
 
+# ChannelEnteredBridge / ChannelLeftBridge are parsed (and routed) but not in
+# USED_EVENT_TYPES, so Asterisk does not send them: numcfg knows who it put in a bridge,
+# and a member leaving shows as that channel's own hangup events.
 @dataclass(frozen=True, slots=True)
 class ChannelEnteredBridge(ChannelEvent):
     bridge_id: str
@@ -96,6 +129,11 @@ class Dial(Event):
     peer: Channel
     caller_id: str | None
     dialstatus: str
+
+    @property
+    def status(self) -> DialStatus:
+        """`dialstatus` as a DialStatus (the field stays the string ARI sent)."""
+        return DialStatus.parse(self.dialstatus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +195,9 @@ class StreamResumed(Event):
 
 
 # The event types numcfg acts on. Everything else (ChannelVarset, ChannelDialplan,
-# ChannelCallerId, bridge membership...) is filtered out by Asterisk: about a third of a
-# call's events, each costing Asterisk a JSON dump and a websocket write.
+# ChannelCallerId, ChannelEnteredBridge / ChannelLeftBridge...) is filtered out by
+# Asterisk: about a third of a call's events, each costing Asterisk a JSON dump and a
+# websocket write.
 USED_EVENT_TYPES = [
     "StasisStart",
     "StasisEnd",
@@ -172,6 +211,9 @@ USED_EVENT_TYPES = [
     "RecordingStarted",
     "RecordingFinished",
     "RecordingFailed",
+    # A bridge torn down under a call (Asterisk restart, or gone during a websocket gap):
+    # the talk loop ends on it instead of waiting for members that will never leave.
+    "BridgeDestroyed",
     "ApplicationReplaced",
     "RESTResponse",  # answers to REST requests sent over the websocket
 ]
@@ -278,7 +320,7 @@ def resource_ids(event: Event) -> tuple[str, ...]:
         case PlaybackEvent(playback_id=pid, target_uri=target):
             return (pid, _target_id(target))
         case RecordingEvent(name=name, target_uri=target):
-            return (f"rec:{name}", _target_id(target))
+            return (recording_key(name), _target_id(target))
         case Dial(peer=peer, caller_id=caller_id):
             return (peer.id, caller_id or "")
         case (

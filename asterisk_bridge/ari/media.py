@@ -16,8 +16,8 @@ from enum import Enum
 
 from .client import AriClient
 from .errors import AriNotFound
-from .events import PlaybackFinished, PlaybackStarted, StreamResumed
-from .inbox import Inbox, new_id
+from .events import ChannelDtmfReceived, PlaybackFinished, PlaybackStarted
+from .inbox import Inbox, Kind, new_id
 
 # ARI does not report every playback failure (e.g. a missing sound on some paths), so a
 # playback that has not started within this time is treated as failed.
@@ -36,6 +36,7 @@ class Status(Enum):
 class PlayResult:
     status: Status
     media: str
+    never_started: bool = False  # Asterisk took the request but never began to play
 
 
 async def play(
@@ -46,50 +47,68 @@ async def play(
     channel_id: str | None = None,
     lang: str | None = None,
     interrupt_on_digit: bool = False,
+    start_attempts: int = 1,
 ) -> PlayResult:
     """Play `media` to a channel (default: the call's caller) and wait until it ends.
 
     With `interrupt_on_digit`, a digit pressed during the playback (or already waiting in
     the inbox) stops it; the digits stay in `inbox.digits` for the caller to read.
+    A playback Asterisk never starts is asked for again, up to `start_attempts` times in
+    all (a request that lands while the channel leaves a bridge is silently dropped).
     """
     channel = channel_id or inbox.primary
+    result = PlayResult(Status.FAILED, media)
+    for _attempt in range(max(1, start_attempts)):
+        result = await _play_once(
+            client, inbox, media, channel, lang=lang, interrupt_on_digit=interrupt_on_digit
+        )
+        if not result.never_started:
+            break
+    return result
+
+
+async def _play_once(
+    client: AriClient,
+    inbox: Inbox,
+    media: str,
+    channel: str,
+    *,
+    lang: str | None,
+    interrupt_on_digit: bool,
+) -> PlayResult:
     if inbox.hung_up:
         return PlayResult(Status.HANGUP, media)
     if interrupt_on_digit and inbox.digits:
         return PlayResult(Status.INTERRUPTED, media)
     playback_id = new_id("pb")
-    inbox.claim(playback_id)
+    inbox.claim(playback_id, Kind.PLAYBACK)
     try:
-        try:
-            await client.play(channel, media, playback_id=playback_id, lang=lang)
-        except AriNotFound:
-            return PlayResult(Status.HANGUP, media)
-        started = False
-        start_deadline = time.monotonic() + PLAYBACK_START_TIMEOUT_SECONDS
-        while True:
-            timeout = None if started else max(0.0, start_deadline - time.monotonic())
-            event = await inbox.get(timeout)
-            if inbox.hung_up:
+        with inbox.watch(
+            playback_id, channel, types=(PlaybackStarted, PlaybackFinished, ChannelDtmfReceived)
+        ) as events:
+            try:
+                await client.play(channel, media, playback_id=playback_id, lang=lang)
+            except AriNotFound:
                 return PlayResult(Status.HANGUP, media)
-            if interrupt_on_digit and inbox.digits:
-                await _stop_quietly(client, playback_id)
-                return PlayResult(Status.INTERRUPTED, media)
-            match event:
-                case None:
+            started = False
+            start_deadline = time.monotonic() + PLAYBACK_START_TIMEOUT_SECONDS
+            while True:
+                timeout = None if started else max(0.0, start_deadline - time.monotonic())
+                event = await events.next(timeout)
+                if inbox.hung_up:
+                    return PlayResult(Status.HANGUP, media)
+                if interrupt_on_digit and inbox.digits:
                     await _stop_quietly(client, playback_id)
-                    return PlayResult(Status.FAILED, media)
-                case PlaybackStarted(playback_id=pid) if pid == playback_id:
-                    started = True
-                case PlaybackFinished(playback_id=pid, state=state) if pid == playback_id:
-                    return PlayResult(
-                        Status.FAILED if state == "failed" else Status.FINISHED, media
-                    )
-                case StreamResumed():
-                    # Events of the gap are lost: ask whether the playback still exists.
-                    try:
-                        await client.get_playback(playback_id)
-                    except AriNotFound:
-                        return PlayResult(Status.FINISHED, media)
+                    return PlayResult(Status.INTERRUPTED, media)
+                match event:
+                    case None:
+                        await _stop_quietly(client, playback_id)
+                        return PlayResult(Status.FAILED, media, never_started=True)
+                    case PlaybackStarted(playback_id=pid) if pid == playback_id:
+                        started = True
+                    case PlaybackFinished(playback_id=pid, state=state) if pid == playback_id:
+                        failed = state == "failed"
+                        return PlayResult(Status.FAILED if failed else Status.FINISHED, media)
     finally:
         inbox.release(playback_id)
 
@@ -114,17 +133,18 @@ async def wait_digits(
     """
     buffer = inbox.take_digits()
     loop = asyncio.get_running_loop()
-    while True:
-        if buffer:
-            verdict = done(buffer)
-            if verdict is not None:
-                return verdict, buffer
-        if inbox.hung_up:
-            return Status.HANGUP, buffer
-        deadline = loop.time() + (inter_timeout if buffer else first_timeout)
-        while not inbox.digits and not inbox.hung_up:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return Status.TIMEOUT, buffer
-            await inbox.get(remaining)
-        buffer += inbox.take_digits()
+    with inbox.watch(inbox.primary, types=(ChannelDtmfReceived,)) as events:
+        while True:
+            if buffer:
+                verdict = done(buffer)
+                if verdict is not None:
+                    return verdict, buffer
+            if inbox.hung_up:
+                return Status.HANGUP, buffer
+            deadline = loop.time() + (inter_timeout if buffer else first_timeout)
+            while not inbox.digits and not inbox.hung_up:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return Status.TIMEOUT, buffer
+                await events.next(remaining)
+            buffer += inbox.take_digits()

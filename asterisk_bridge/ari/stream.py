@@ -8,7 +8,9 @@ the app owns (GET /applications/{app}).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
@@ -27,6 +29,8 @@ HEARTBEAT_SECONDS = 5.0
 # Reconnect quickly after a blip, but never hammer an Asterisk that is restarting.
 BACKOFF_INITIAL_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 10.0
+# +-20 % around each backoff step.
+BACKOFF_JITTER = 0.2
 
 
 class EventStream:
@@ -50,6 +54,7 @@ class EventStream:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.connections = 0
         self._first_connect = asyncio.Event()
+        self._stop_requested = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -66,6 +71,7 @@ class EventStream:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stop_requested.set()  # also ends a reconnect wait or a handshake at once
         if self._ws is not None:
             await self._ws.close()
 
@@ -86,15 +92,15 @@ class EventStream:
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 ) as ws:
                     self._ws = ws
-                    if self._rest_over_websocket:
-                        self._client.attach_websocket(ws)
+                    if self._stopping:  # stop() came during the handshake
+                        break
                     self.connections += 1
                     self._set_connected(True)
                     self._first_connect.set()
                     backoff = BACKOFF_INITIAL_SECONDS
                     log.info("ARI events connected (%s)", self._client.app)
                     # Reconciliation runs beside the reader so events keep flowing.
-                    reconcile = asyncio.create_task(self._reconcile())
+                    reconcile = asyncio.create_task(self._reconcile(ws))
                     try:
                         await self._read(ws)
                     finally:
@@ -108,14 +114,20 @@ class EventStream:
                 self._set_connected(False)
             if self._stopping or self.replaced:
                 break
-            log.info("ARI events reconnecting in %.1fs", backoff)
-            await asyncio.sleep(backoff)
+            # Jitter: several nodes cut at once do not all reconnect in the same instant.
+            delay = backoff * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
+            log.info("ARI events reconnecting in %.1fs", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), delay)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
-            if self._rest_over_websocket and not await self._client.websocket_rest_works():
-                log.warning("Asterisk does not take REST over the websocket; using HTTP")
+            if self._rest_over_websocket:
+                if await self._client.websocket_rest_works(ws):
+                    self._client.attach_websocket(ws)
+                else:
+                    log.warning("Asterisk does not take REST over the websocket; using HTTP")
             await self._on_connected()
         except Exception:
             log.exception("reconciliation after connect failed")
@@ -128,10 +140,18 @@ class EventStream:
                 except orjson.JSONDecodeError:
                     log.warning("ARI sent a non-JSON message; ignored")
                     continue
+                if not isinstance(data, dict):
+                    log.warning("ARI sent a JSON message that is not an object; ignored")
+                    continue
                 if data.get("type") == "RESTResponse":
                     self._client.resolve(data)
                     continue
-                event = parse_event(data)
+                try:
+                    event = parse_event(data)
+                except (TypeError, ValueError, AttributeError):
+                    # One malformed event must not take the stream (and every call) down.
+                    log.warning("ARI sent a malformed %s event; ignored", data.get("type"))
+                    continue
                 if isinstance(event, ApplicationReplaced):
                     # Another process took the app name: stop rather than fight over it.
                     log.error("ARI application %s replaced by another connection", self._client.app)

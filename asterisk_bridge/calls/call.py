@@ -8,10 +8,11 @@ import logging
 from typing import Any
 
 from ..ari.errors import AriError, AriNotFound
-from ..ari.inbox import Inbox, new_id
+from ..ari.inbox import Inbox, Kind, new_id
 from ..ari.media import PlayResult, Status, play
 from .context import Services
 from .record import CallRecord, now
+from .recording import Recorder
 
 log = logging.getLogger("numcfg.calls")
 
@@ -28,19 +29,16 @@ class Call:
         self.client = services.client
         self.config = config
         self.record = record
-        self.inbox = Inbox(services.router, channel_id)
+        self.inbox = Inbox(services.router, services.client, channel_id)
         self.channel_id = channel_id
         self.lang = "en"
         self.answered = False
         self._bridges: set[str] = set()
         self._channels: set[str] = set()  # legs we created (employees, forwards)
-        self.active_bridge: str | None = None
         self.warned = False  # the recording warning plays once per call, ever
         self.callee_hung_up_first = False
         self.persist = True  # False: no call-details record (feature codes)
         self.crm_info: Any = None  # CallInfo once the CRM was told about the call
-        from .recording import Recorder
-
         self.recorder = Recorder(self)
 
     @property
@@ -56,14 +54,21 @@ class Call:
         try:
             await self.client.answer(self.channel_id)
         except AriNotFound:
-            self.inbox.hung_up = True
+            self.inbox.mark_gone()
             return False
         self.answered = True
         return True
 
-    async def play(self, media: str, *, interrupt_on_digit: bool = False) -> PlayResult:
+    async def play(
+        self, media: str, *, interrupt_on_digit: bool = False, start_attempts: int = 1
+    ) -> PlayResult:
         return await play(
-            self.client, self.inbox, media, lang=self.lang, interrupt_on_digit=interrupt_on_digit
+            self.client,
+            self.inbox,
+            media,
+            lang=self.lang,
+            interrupt_on_digit=interrupt_on_digit,
+            start_attempts=start_attempts,
         )
 
     def prompt(self, name: str) -> str:
@@ -75,13 +80,13 @@ class Call:
 
     def new_bridge_id(self) -> str:
         bridge_id = new_id("br")
-        self.inbox.claim(bridge_id)
+        self.inbox.claim(bridge_id, Kind.BRIDGE)
         self._bridges.add(bridge_id)
         return bridge_id
 
     def new_channel_id(self) -> str:
         channel_id = new_id("leg")
-        self.inbox.claim(channel_id)
+        self.inbox.claim(channel_id, Kind.CHANNEL)
         self._channels.add(channel_id)
         return channel_id
 
@@ -92,6 +97,20 @@ class Call:
     def forget_bridge(self, bridge_id: str) -> None:
         self._bridges.discard(bridge_id)
         self.inbox.release(bridge_id)
+
+    async def note_progress(self) -> None:
+        """Keep the store's copy of this call in progress current, so a numcfg killed
+        now still leaves its details (closed as interrupted at the next start)."""
+        if not self.persist:
+            return
+        try:
+            await self.services.db(
+                self.services.store.open_call,
+                self.record.as_dict(),
+                node=self.services.journal_node,
+            )
+        except Exception as exc:  # the store being down must never stop a call
+            log.warning("call %s: progress not noted: %s", self.record.id, exc)
 
     async def on_bridged(self, bridge_id: str) -> None:
         """The caller now talks to someone in `bridge_id`: recording starts here."""
@@ -106,7 +125,7 @@ class Call:
             return
         with contextlib.suppress(AriNotFound):
             await self.client.hangup(self.channel_id, reason)
-        self.inbox.hung_up = True
+        self.inbox.mark_gone()
 
     async def cleanup(self) -> None:
         """Leave nothing behind in Asterisk, then save the record. Runs in `finally`."""
@@ -126,7 +145,7 @@ class Call:
         if not self.inbox.hung_up:
             with contextlib.suppress(AriError):
                 await self.client.hangup(self.channel_id)
-            self.inbox.hung_up = True
+            self.inbox.mark_gone()
         for bridge in list(self._bridges):
             with contextlib.suppress(AriError):
                 await self.client.destroy_bridge(bridge)
@@ -139,9 +158,8 @@ class Call:
             await self.services.db(self.services.store.save_call, details)
         except Exception:
             log.exception("call %s: saving call details failed", self.record.id)
-        from .crm_hooks import call_finished
-
-        await call_finished(self, details)
+        for observer in self.services.observers:
+            await observer.finished(self, details)
 
 
 __all__ = ["Call", "Status"]

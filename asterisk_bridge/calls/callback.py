@@ -14,9 +14,12 @@ import uuid
 from typing import Any
 
 from ..ari.errors import AriError
+from ..ari.inbox import new_id
 from ..policy.numbers import allowed_external, is_e164
+from ..policy.queue import may_ring, workday_of
+from ..policy.route import wants_callback
 from .call import Call
-from .connect import RingOutcome, await_answer, wait_in_stasis
+from .connect import DIAL_GUARD_SECONDS, RingOutcome, await_answer, wait_in_stasis
 from .context import Services
 from .employees import Reach
 from .forward import forward
@@ -35,9 +38,9 @@ async def missed_call_callback(call: Call) -> None:
     """After a missed or abandoned incoming call: queue a callback when the number asks."""
     number = call.config.numbers.get(call.record.number or "")
     phone = call.record.caller
-    if number is None or number.callback is None or call.record.direction != "incoming":
+    if number is None or number.callback is None:
         return
-    if call.record.disposition not in ("missed", "abandoned"):
+    if not wants_callback(call.record.direction, call.record.disposition or ""):
         return
     if not is_e164(phone) or not allowed_external(phone, call.config.account.external_allowlist):
         log.info("call %s: no callback to %r (not an allowed E.164 number)", call.record.id, phone)
@@ -54,8 +57,10 @@ async def missed_call_callback(call: Call) -> None:
 
 
 async def callback_worker(services: Services) -> None:
-    """Runs for the life of the app: executes due jobs one at a time per node."""
-    while True:
+    """Runs for the life of the app: executes due jobs one at a time per node. Stops
+    taking jobs once the app drains; an attempt in progress is a call like any other
+    (tracked in `services.active`, so the drain waits for it), the worker itself is not."""
+    while not services.draining:
         try:
             job = await services.db(
                 services.store.claim_due_callback, services.clock(), services.node
@@ -67,19 +72,34 @@ async def callback_worker(services: Services) -> None:
             await asyncio.sleep(CALLBACK_SCAN_SECONDS)
             continue
         if services.draining:
-            return
-        success = False
-        try:
-            success = await run_callback(services, job)
-        except Exception:
-            log.exception("callback %s failed", job["id"])
-        finally:
+            # SIGTERM came while the claim was in flight: the drain no longer waits for
+            # new work, so hand the job back untouched rather than start ringing.
             await services.db(
-                services.store.finish_callback_attempt,
-                job["id"],
-                success=success,
-                now=services.clock(),
+                services.store.return_callback, job["id"], node=services.node, now=services.clock()
             )
+            return
+        attempt = asyncio.create_task(_attempt(services, job))
+        key = f"callback:{job['id']}"
+        services.active[key] = attempt
+        try:
+            await attempt
+        finally:
+            services.active.pop(key, None)
+
+
+async def _attempt(services: Services, job: dict[str, Any]) -> None:
+    success = False
+    try:
+        success = await run_callback(services, job)
+    except Exception:
+        log.exception("callback %s failed", job["id"])
+    finally:
+        await services.db(
+            services.store.finish_callback_attempt,
+            job["id"],
+            success=success,
+            now=services.clock(),
+        )
 
 
 async def run_callback(services: Services, job: dict[str, Any]) -> bool:
@@ -91,7 +111,7 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
     if employee_id is None:
         log.info("callback %s: no free employee, retry in %ss", job["id"], job["delay"])
         return False
-    leg_id = f"cb-{uuid.uuid4().hex[:20]}"
+    leg_id = new_id("cb")
     record = CallRecord(
         id=uuid.uuid4().hex,
         number=job["number"],
@@ -101,28 +121,31 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
     )
     call = Call(services=services, channel_id=leg_id, record=record, config=config)
     services.metrics.call_started()
-    services.active[leg_id] = asyncio.current_task()  # type: ignore[assignment]
+    await call.note_progress()
     claimed = await services.claims.claim(employee_id, record.id)
     try:
         if not claimed:
             record.disposition = "missed"
             return False
         employee = config.employees[employee_id]
-        try:
-            # The employee sees the client's number: they know who they are calling back.
-            await services.client.create_channel(
-                endpoint=employee.endpoint,
-                channel_id=leg_id,
-                app_args="callback",
-                caller_id=job["phone"],
+        with call.inbox.watch(leg_id) as leg_events:
+            try:
+                # The employee sees the client's number: they know who they are calling back.
+                await services.client.create_channel(
+                    endpoint=employee.endpoint,
+                    channel_id=leg_id,
+                    app_args="callback",
+                    caller_id=job["phone"],
+                )
+                await wait_in_stasis(call, leg_events, leg_id)
+                await services.client.dial(leg_id, timeout=CALLBACK_EMPLOYEE_RING_SECONDS)
+            except AriError as exc:
+                log.warning("callback %s: cannot ring %s: %s", job["id"], employee_id, exc)
+                record.disposition = "failed"
+                return False
+            outcome = await await_answer(
+                call, leg_events, leg_id, CALLBACK_EMPLOYEE_RING_SECONDS + DIAL_GUARD_SECONDS
             )
-            await wait_in_stasis(call, leg_id)
-            await services.client.dial(leg_id, timeout=CALLBACK_EMPLOYEE_RING_SECONDS)
-        except AriError as exc:
-            log.warning("callback %s: cannot ring %s: %s", job["id"], employee_id, exc)
-            record.disposition = "failed"
-            return False
-        outcome = await await_answer(call, leg_id, CALLBACK_EMPLOYEE_RING_SECONDS + 5)
         if outcome is not RingOutcome.ANSWERED:
             record.disposition = "missed"
             return False
@@ -142,7 +165,6 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
         if claimed:
             await services.claims.release(employee_id, record.id)
         await call.cleanup()
-        services.active.pop(leg_id, None)
 
 
 async def _free_employee(services: Services, config: Any, number: Any) -> str | None:
@@ -154,6 +176,8 @@ async def _free_employee(services: Services, config: Any, number: Any) -> str | 
     busy = await services.claims.busy()
     workdays = await services.db(services.store.workdays)
     for member in members:
-        if member not in busy and workdays.get(member) == "working":
+        if may_ring(
+            workday=workday_of(workdays.get(member)), on_call=member in busy, skip_absent=True
+        ):
             return member
     return None

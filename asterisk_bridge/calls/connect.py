@@ -11,14 +11,16 @@ from enum import Enum
 
 from ..ari.errors import AriError, AriNotFound
 from ..ari.events import (
+    BridgeDestroyed,
     ChannelDestroyed,
     ChannelHangupRequest,
     ChannelStateChange,
     Dial,
+    Event,
     StasisEnd,
     StasisStart,
 )
-from ..ari.inbox import new_id
+from ..ari.inbox import Kind, Subscription, new_id
 from .call import Call
 
 log = logging.getLogger("numcfg.calls")
@@ -60,24 +62,25 @@ async def ring(
     ringback: bool = True,
 ) -> tuple[RingOutcome, Leg | None]:
     """Ring `endpoint` for `ring_time` seconds while the caller hears ringing."""
-    leg_id = await _originate(call, endpoint, ring_time=ring_time, caller_id=caller_id)
-    if leg_id is None:
-        return RingOutcome.FAILED, None
-    tone_id: str | None = None
-    if ringback:
-        tone_id = new_id("pb")
-        call.inbox.claim(tone_id)
-        with contextlib.suppress(AriError):
-            await call.client.play(call.channel_id, "tone:ring", playback_id=tone_id)
-    try:
-        outcome = await await_answer(
-            call, leg_id, ring_time + DIAL_GUARD_SECONDS, answered_on_stasis=True
-        )
-    finally:
-        if tone_id is not None:
+    leg_id = call.new_channel_id()
+    with call.inbox.watch(leg_id) as leg_events:
+        if not await _originate(call, leg_id, endpoint, ring_time=ring_time, caller_id=caller_id):
+            return RingOutcome.CALLER_HUNG_UP if call.hung_up else RingOutcome.FAILED, None
+        tone_id: str | None = None
+        if ringback:
+            tone_id = new_id("pb")
+            call.inbox.claim(tone_id, Kind.PLAYBACK)
             with contextlib.suppress(AriError):
-                await call.client.stop_playback(tone_id)
-            call.inbox.release(tone_id)
+                await call.client.play(call.channel_id, "tone:ring", playback_id=tone_id)
+        try:
+            outcome = await await_answer(
+                call, leg_events, leg_id, ring_time + DIAL_GUARD_SECONDS, answered_on_stasis=True
+            )
+        finally:
+            if tone_id is not None:
+                with contextlib.suppress(AriError):
+                    await call.client.stop_playback(tone_id)
+                call.inbox.release(tone_id)
     if outcome is not RingOutcome.ANSWERED:
         await _drop_leg(call, leg_id)
         return outcome, None
@@ -85,11 +88,10 @@ async def ring(
 
 
 async def _originate(
-    call: Call, endpoint: str, *, ring_time: float, caller_id: str | None
-) -> str | None:
+    call: Call, leg_id: str, endpoint: str, *, ring_time: float, caller_id: str | None
+) -> bool:
     """Dial `endpoint` in one request: an originated channel enters our app (StasisStart)
     only when answered, so the answer needs no separate create + dial round trips."""
-    leg_id = call.new_channel_id()
     try:
         await call.client.originate(
             endpoint=endpoint,
@@ -102,16 +104,28 @@ async def _originate(
     except AriError as exc:
         log.warning("call %s: cannot ring %s: %s", call.record.id, endpoint, exc)
         call.forget_channel(leg_id)
-        return None
-    return leg_id
+        await _check_caller(call)
+        return False
+    return True
 
 
-async def wait_in_stasis(call: Call, leg_id: str) -> None:
+async def _check_caller(call: Call) -> None:
+    """A failed originate may mean the caller's channel is gone without our having been
+    told (its hangup lost in a websocket gap): ask, so a flow never retries forever."""
+    try:
+        await call.client.get_channel(call.channel_id)
+    except AriNotFound:
+        call.inbox.mark_gone()
+    except AriError:
+        pass
+
+
+async def wait_in_stasis(call: Call, leg_events: Subscription, leg_id: str) -> None:
     """/channels/create returns before the channel is in our app; /dial before its
-    StasisStart answers 409, so wait for it (other events stay observed by the inbox)."""
+    StasisStart answers 409, so wait for it."""
     deadline = time.monotonic() + LEG_STASIS_SECONDS
     while (remaining := deadline - time.monotonic()) > 0:
-        match await call.inbox.get(remaining):
+        match await leg_events.next(remaining):
             case StasisStart(channel=ch) if ch.id == leg_id:
                 return
             case ChannelDestroyed(channel=ch) if ch.id == leg_id:
@@ -119,8 +133,17 @@ async def wait_in_stasis(call: Call, leg_id: str) -> None:
     raise AriError(0, "leg never entered Stasis", method="POST", path="dial")
 
 
+def _ended_outcome(cause: int) -> RingOutcome:
+    return RingOutcome.BUSY if cause in BUSY_CAUSES else RingOutcome.NO_ANSWER
+
+
 async def await_answer(
-    call: Call, leg_id: str, guard: float, *, answered_on_stasis: bool = False
+    call: Call,
+    leg_events: Subscription,
+    leg_id: str,
+    guard: float,
+    *,
+    answered_on_stasis: bool = False,
 ) -> RingOutcome:
     """Wait for the leg's answer. An originated leg counts as answered at its StasisStart
     (it must be in our app before it can join a bridge); a created-then-dialed one, which
@@ -132,7 +155,7 @@ async def await_answer(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return RingOutcome.NO_ANSWER
-        event = await call.inbox.get(remaining)
+        event = await leg_events.next(remaining)
         match event:
             case StasisStart(channel=ch) if ch.id == leg_id and answered_on_stasis:
                 return RingOutcome.ANSWERED
@@ -150,13 +173,11 @@ async def await_answer(
             ):
                 return RingOutcome.ANSWERED
             case ChannelDestroyed(channel=ch, cause=cause) if ch.id == leg_id:
-                return RingOutcome.BUSY if cause in BUSY_CAUSES else RingOutcome.NO_ANSWER
+                return _ended_outcome(cause)
             case ChannelHangupRequest(channel=ch, cause=cause) if ch.id == leg_id:
-                return RingOutcome.BUSY if cause in BUSY_CAUSES else RingOutcome.NO_ANSWER
+                return _ended_outcome(cause)
             case StasisEnd(channel=ch) if ch.id == leg_id:
                 return RingOutcome.NO_ANSWER
-            case StasisStart():
-                pass
 
 
 async def _drop_leg(call: Call, leg_id: str, *, gone: bool = False) -> None:
@@ -168,25 +189,29 @@ async def _drop_leg(call: Call, leg_id: str, *, gone: bool = False) -> None:
     call.forget_channel(leg_id)
 
 
+def _leg_ended(event: Event | None, leg_id: str, bridge_id: str) -> bool:
+    match event:
+        case (
+            ChannelHangupRequest(channel=ch) | ChannelDestroyed(channel=ch) | StasisEnd(channel=ch)
+        ) if ch.id == leg_id:
+            return True
+        case BridgeDestroyed(bridge_id=bid) if bid == bridge_id:
+            return True  # Asterisk restarted or the bridge was torn down under us
+    return False
+
+
 async def bridge_and_talk(call: Call, leg: Leg) -> TalkEnd:
     """Bridge caller and leg; return who hung up first. The other side is hung up."""
     bridge_id = call.new_bridge_id()
-    await call.client.create_bridge(bridge_id, kind="mixing", name=call.record.id)
-    # One side may hang up in between (404): the loop below sees which.
-    with contextlib.suppress(AriNotFound):
-        await call.client.add_to_bridge(bridge_id, [call.channel_id, leg.channel_id])
-    call.active_bridge = bridge_id
-    await call.on_bridged(bridge_id)
-    leg_gone = False
-    while not call.hung_up and not leg_gone:
-        event = await call.inbox.get()
-        match event:
-            case (
-                ChannelHangupRequest(channel=ch)
-                | ChannelDestroyed(channel=ch)
-                | StasisEnd(channel=ch)
-            ) if ch.id == leg.channel_id:
-                leg_gone = True
+    with call.inbox.watch(leg.channel_id, bridge_id) as events:
+        await call.client.create_bridge(bridge_id, kind="mixing", name=call.record.id)
+        # One side may hang up in between (404): the loop below sees which.
+        with contextlib.suppress(AriNotFound):
+            await call.client.add_to_bridge(bridge_id, [call.channel_id, leg.channel_id])
+        await call.on_bridged(bridge_id)
+        leg_gone = False
+        while not call.hung_up and not leg_gone:
+            leg_gone = _leg_ended(await events.next(), leg.channel_id, bridge_id)
     await call.on_unbridged(bridge_id)
     ended = TalkEnd.CALLEE_HUNG_UP if leg_gone and not call.hung_up else TalkEnd.CALLER_HUNG_UP
     # The bridge is only needed while both talk; destroying it now keeps nothing behind.
@@ -197,8 +222,10 @@ async def bridge_and_talk(call: Call, leg: Leg) -> TalkEnd:
     with contextlib.suppress(AriError):
         await call.client.destroy_bridge(bridge_id)
     call.forget_bridge(bridge_id)
-    call.active_bridge = None
     return ended
+
+
+_LEG_FAILED = ("BUSY", "NOANSWER", "CANCEL", "CHANUNAVAIL", "CONGESTION")
 
 
 async def ring_many(
@@ -206,38 +233,38 @@ async def ring_many(
 ) -> tuple[str, Leg] | None:
     """Ring several endpoints at once (all_at_once queues): the first to answer wins and
     the others stop ringing at once. Returns (key, leg) of the winner, or None."""
+    keys = {call.new_channel_id(): key for key in endpoints}
     legs: dict[str, str] = {}
-    for key, endpoint in endpoints.items():
-        leg_id = await _originate(
-            call, endpoint, ring_time=ring_time, caller_id=call.record.caller or None
-        )
-        if leg_id is not None:
-            legs[leg_id] = key
-    winner: str | None = None
-    deadline = time.monotonic() + ring_time + DIAL_GUARD_SECONDS
-    while legs and winner is None and not call.hung_up:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        event = await call.inbox.get(remaining)
-        match event:
-            case StasisStart(channel=ch) if ch.id in legs:
-                winner = ch.id  # an originated leg enters our app when answered
-            case Dial(peer=peer, dialstatus=status) if peer.id in legs and status in (
-                "BUSY",
-                "NOANSWER",
-                "CANCEL",
-                "CHANUNAVAIL",
-                "CONGESTION",
+    with call.inbox.watch(*keys) as events:
+        for leg_id, key in keys.items():
+            if await _originate(
+                call,
+                leg_id,
+                endpoints[key],
+                ring_time=ring_time,
+                caller_id=call.record.caller or None,
             ):
-                await _drop_leg(call, peer.id)
-                legs.pop(peer.id, None)
-            case ChannelDestroyed(channel=ch) if ch.id in legs:
-                await _drop_leg(call, ch.id, gone=True)
-                legs.pop(ch.id, None)
-            case ChannelHangupRequest(channel=ch) if ch.id in legs:
-                await _drop_leg(call, ch.id)
-                legs.pop(ch.id, None)
+                legs[leg_id] = key
+        winner: str | None = None
+        deadline = time.monotonic() + ring_time + DIAL_GUARD_SECONDS
+        while legs and winner is None and not call.hung_up:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            match await events.next(remaining):
+                case StasisStart(channel=ch) if ch.id in legs:
+                    winner = ch.id  # an originated leg enters our app when answered
+                case Dial(peer=peer, dialstatus=status) if (
+                    peer.id in legs and status in _LEG_FAILED
+                ):
+                    await _drop_leg(call, peer.id)
+                    legs.pop(peer.id, None)
+                case ChannelDestroyed(channel=ch) if ch.id in legs:
+                    await _drop_leg(call, ch.id, gone=True)
+                    legs.pop(ch.id, None)
+                case ChannelHangupRequest(channel=ch) if ch.id in legs:
+                    await _drop_leg(call, ch.id)
+                    legs.pop(ch.id, None)
     for leg_id in list(legs):
         if leg_id != winner:
             await _drop_leg(call, leg_id)

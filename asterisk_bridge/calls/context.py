@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..ari.client import AriClient
 from ..ari.router import EventRouter
@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from ..store import Store
 
 
+class CallObserver(Protocol):
+    """Something that follows every call's life (the CRM journal): registered by app.py,
+    so the call engine does not import what observes it."""
+
+    async def employee_answered(self, call: Any, employee_id: str) -> None: ...
+    async def finished(self, call: Any, details: dict[str, Any]) -> None: ...
+
+
 @dataclass(kw_only=True)
 class Services:
     client: AriClient
@@ -28,9 +36,16 @@ class Services:
     store: Store
     metrics: Metrics
     node: str
+    # Calls in progress are noted in the store under this key (host and ARI app: two
+    # nodes on one host never close each other's calls).
+    journal_node: str = ""
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     draining: bool = False
     crm: CrmService | None = None
+    observers: tuple[CallObserver, ...] = ()
+    # Sets an employee's workday from a feature code (admin.set_workday, given by app.py:
+    # the engine does not import the admin layer).
+    set_workday: Callable[..., Any] | None = None
     claims: Claims = field(default_factory=lambda: MemoryClaims())
     # Waiting lines per queue on this node (calls.queue.QueueState), first come first served.
     queues: dict[str, Any] = field(default_factory=dict)

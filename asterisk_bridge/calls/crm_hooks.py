@@ -10,10 +10,8 @@ import logging
 from typing import Any
 
 from ..crm import CallInfo
+from ..policy.queue import may_ring, workday_of
 from .call import Call
-from .employees import Reach, ring_employee
-from .forward import forward_to_mobile
-from .voicemail import leave_voicemail
 
 log = logging.getLogger("numcfg.calls")
 
@@ -38,11 +36,14 @@ async def call_started(call: Call, *, direction: str, phone: str) -> None:
         return
     call.crm_info = call_info(call, direction=direction, phone=phone)
     number = call.config.numbers[call.record.number]
-    wants = number.crm.create_lead in ("both", direction)
-    await crm.notify_started(call.crm_info, create_crm=wants)
+    # The lead first: the call registered next is bound to it (CRM_ENTITY_*), so the
+    # CRM neither shows an unbound call nor makes a second lead of its own.
     call.record.crm = await crm.lead_for_call(
         number_cfg=number, phone=phone, direction=direction, call=call.crm_info
     )
+    # numcfg's lead rules (exceptions, one lead per caller) made or found the lead:
+    # CRM_CREATE would have the CRM make a second one.
+    await crm.notify_started(call.crm_info, create_crm=False)
 
 
 async def employee_answered(call: Call, employee_id: str) -> None:
@@ -76,29 +77,31 @@ async def call_finished(call: Call, record: dict[str, Any]) -> None:
     )
 
 
-async def crm_responsible(call: Call, routing: Any) -> bool:
-    """Step 7: a caller known to the CRM rings its responsible employee first."""
+class CrmJournal:
+    """The CRM's journal of a call, as a call observer (registered by app.py)."""
+
+    async def employee_answered(self, call: Call, employee_id: str) -> None:
+        await employee_answered(call, employee_id)
+
+    async def finished(self, call: Call, details: dict[str, Any]) -> None:
+        await call_finished(call, details)
+
+
+async def crm_responsible(call: Call) -> str | None:
+    """Step 7's fact: the caller's responsible employee in the CRM, when she may be rung
+    (configured, and working when absent employees are skipped); else None."""
     crm = call.services.crm
     if crm is None or not call.record.caller:
-        return False
+        return None
     entity = await crm.lookup(call.record.caller)
     employee_id = entity.responsible if entity else None
     if employee_id is None or employee_id not in call.config.employees:
-        return False
+        return None
+    routing = call.config.numbers[call.record.number].routing
     if routing.skip_absent_employees:
         state = await call.services.db(call.services.store.get_workday, employee_id)
-        if state != "working":
+        if not may_ring(workday=workday_of(state), on_call=False, skip_absent=True):
             log.info("call %s: responsible %s is absent", call.record.id, employee_id)
-            return False
+            return None
     call.step(f"crm_responsible:{employee_id}")
-    ring_time = routing.extension_dialing.ring_time
-    reach = await ring_employee(call, employee_id, ring_time=ring_time)
-    if reach is not Reach.NOT_REACHED:
-        return True
-    match routing.crm_responsible.no_answer:
-        case "forward_to_mobile":
-            return await forward_to_mobile(call, employee_id) is not Reach.NOT_REACHED
-        case "voicemail":
-            await leave_voicemail(call, employee_id)
-            return True
-    return False  # queue: the flow goes on to step 8
+    return employee_id

@@ -14,9 +14,15 @@ from ..ari.events import Event, StasisStart
 from .call import Call
 from .context import Services
 from .inbound import run_inbound
+from .outbound import run_outbound
 from .record import CallRecord
+from .workday import run_workday
 
 log = logging.getLogger("numcfg.calls")
+
+# StasisStart arguments of channels numcfg creates for a call in progress: one that
+# reaches the dispatcher arrived after its call released it.
+STRAY_KINDS = frozenset({"leg", "callback"})
 
 
 class Dispatcher:
@@ -37,6 +43,12 @@ class Dispatcher:
     def _start(self, event: StasisStart, args: list[str]) -> None:
         kind, rest = args[0], args[1:]
         channel = event.channel
+        if kind in STRAY_KINDS:
+            # A leg whose call is over (e.g. the second answer of an all_at_once ring):
+            # not a call of its own, so no record; just let it go.
+            log.info("hanging up stray %s channel %s", kind, channel.id)
+            self._spawn(self._hangup_only(channel.id), channel.id)
+            return
         if self.services.draining and kind == "inbound":
             # Shutting down: send new calls to the dialplan's backup branch.
             self._spawn(self._to_backup(channel.id), channel.id)
@@ -54,13 +66,9 @@ class Dispatcher:
             case "inbound" if rest:
                 flow = run_inbound(call, rest[0])
             case "workday" if rest:
-                from .workday import run_workday
-
                 call.persist = False  # a feature code is not a call with a client
                 flow = run_workday(call, rest[0], channel)
             case "outbound" if rest:
-                from .outbound import run_outbound
-
                 flow = run_outbound(call, rest[0], rest[1] if len(rest) > 1 else None, channel)
             case _:
                 log.warning("unsupported Stasis arguments %r on %s", args, channel.id)
@@ -71,6 +79,7 @@ class Dispatcher:
 
     async def _run(self, call: Call, flow: Coroutine[Any, Any, None]) -> None:
         try:
+            await call.note_progress()
             await flow
         except Exception:
             log.exception("call %s failed", call.record.id)
@@ -91,7 +100,7 @@ class Dispatcher:
     async def _to_backup(self, channel_id: str) -> None:
         try:
             await self.services.client.set_variable(channel_id, "NUMCFG_BACKUP", "1")
-            await self.services.client.request("POST", f"/channels/{channel_id}/continue")
+            await self.services.client.continue_in_dialplan(channel_id)
         except AriError:
             pass
 

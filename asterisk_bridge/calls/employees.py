@@ -7,6 +7,7 @@ from enum import Enum
 
 from .call import Call
 from .connect import Leg, RingOutcome, TalkEnd, bridge_and_talk, ring
+from .rating import ask_rating
 from .record import now
 
 log = logging.getLogger("numcfg.calls")
@@ -49,16 +50,13 @@ async def talk(call: Call, leg: Leg, *, employee_id: str | None, step: str) -> T
     call.record.employee = employee_id or call.record.employee
     if call.record.answered_at is None:
         call.record.answered_at = now()
-    call.record.disposition = "answered" if employee_id else "forwarded"
+        await call.note_progress()
     if employee_id:
-        from .crm_hooks import employee_answered
-
-        await employee_answered(call, employee_id)
+        for observer in call.services.observers:
+            await observer.employee_answered(call, employee_id)
     ended = await bridge_and_talk(call, leg)
     call.callee_hung_up_first = ended is TalkEnd.CALLEE_HUNG_UP
     number = call.config.numbers.get(call.record.number or "")
     if call.callee_hung_up_first and employee_id and number is not None and number.rating:
-        from .rating import ask_rating
-
         await ask_rating(call)
     return ended

@@ -59,5 +59,4 @@ async def forward_to_mobile(call: Call, employee_id: str) -> Reach:
     reach = await forward(call, mobile, step=f"mobile:{employee_id}")
     if reach is Reach.TALKED:
         call.record.employee = employee_id
-        call.record.disposition = "forwarded"
     return reach

@@ -1,20 +1,50 @@
-"""Incoming calls on a configured number: SPEC section 4, steps 1 to 11, in order."""
+"""Incoming calls on a configured number: the interpreter of policy.route's steps.
+
+policy.route decides which step comes next (SPEC section 4, steps 1 to 8) and how the
+call ended; this module gathers the facts, executes each step through ari/ and reports
+how it ended. Nothing here decides the route.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 from ..ari.errors import AriError
 from ..ari.media import Status, wait_digits
+from ..config.schema import HoldMusicLanguage, Number
+from ..lifecycle import effective_status
 from ..policy.digits import MatchStatus, extension_on_timeout, match_extension
-from ..policy.hours import Schedule as HoursSchedule
 from ..policy.hours import is_open
-from .actions import execute
+from ..policy.route import (
+    NOT_IN_SERVICE,
+    RECORDING_WARNING,
+    CrmLookup,
+    Done,
+    Facts,
+    Forward,
+    Greeting,
+    Hangup,
+    Menu,
+    Outcome,
+    QueueStep,
+    Result,
+    Ring,
+    Say,
+    SipTo,
+    Step,
+    Voicemail,
+    disposition,
+    first_step,
+    next_step,
+)
+from ..policy.types import Direction, Disposition
 from .call import Call
+from .callback import missed_call_callback
+from .crm_hooks import call_started, crm_responsible
 from .employees import Reach, ring_employee
-from .forward import forward_to_mobile
+from .forward import forward, forward_to_mobile
+from .menu import digits_done, run_menu
 from .queue import run_queue
 from .voicemail import leave_voicemail
 
@@ -28,155 +58,166 @@ EXTENSION_INTER_DIGIT_SECONDS = 3.0
 # "<sip:101@127.0.0.1>" or "sip:101@host;user=phone" -> "101"
 _TO_USER = re.compile(r"sips?:([^@;>]+)@")
 
+_REACH_OUTCOME = {
+    Reach.TALKED: Outcome.TALKED,
+    Reach.NOT_REACHED: Outcome.NO_ANSWER,
+    Reach.CALLER_GONE: Outcome.CALLER_GONE,
+}
 
-def number_language(number: Any) -> str:
-    if getattr(number, "language", None):
-        return str(number.language)
-    hold = getattr(number, "hold_music", None)
-    return str(getattr(hold, "language", None) or "en")
+
+def number_language(number: Number) -> str:
+    """Prompts follow the number's language, else its hold music's, else English."""
+    if number.language:
+        return number.language
+    if isinstance(number.hold_music, HoldMusicLanguage):
+        return number.hold_music.language
+    return "en"
 
 
 async def run_inbound(call: Call, number_id: str) -> None:
     config = call.config
     number = config.numbers.get(number_id)
     call.record.number = number_id if number is not None else None
-    if number is None or await _out_of_service(call, number_id):
-        # Step 1: unknown or disconnected number.
-        log.info("call %s: number %r not in service", call.record.id, number_id)
-        await call.answer()
-        await call.play_prompt("not-in-service")
+    facts = await _facts(call, number)
+    if number is not None and facts.in_service:
+        call.record.callee = number.number
+        call.lang = number_language(number)
+        await call_started(call, direction=Direction.INCOMING, phone=call.record.caller)
+    trail: list[Result] = []
+    step = first_step(number, facts, queues=config.queues)
+    if facts.known and facts.in_service and not facts.open:
+        call.step("after_hours")
+    elif facts.known and facts.in_service and not await call.answer():
+        trail.append(Result(step, Outcome.CALLER_GONE))
+        step = Done()
+    while not isinstance(step, Done):
+        result = await _execute(call, step)
+        trail.append(result)
+        call.record.disposition = disposition(facts, trail)
+        step = next_step(number, result, employees=config.employees, queues=config.queues)
+    call.record.disposition = verdict = disposition(facts, trail)
+    if verdict is Disposition.MISSED and not _hung_up_by_step(trail) and not call.hung_up:
+        # Nobody took the call: say so in the route, and let the caller go.
         call.step("hangup")
-        call.record.disposition = "failed"
-        return
-    call.record.callee = number.number
-    call.lang = number_language(number)
-    from .crm_hooks import call_started
-
-    await call_started(call, direction="incoming", phone=call.record.caller)
-
-    # Step 2: working hours.
-    schedule_id = number.working_hours.schedule
-    if schedule_id is not None:
-        schedule = config.schedules[schedule_id]
-        hours = HoursSchedule(
-            timezone=schedule.timezone, week=dict(schedule.week), holidays=list(schedule.holidays)
-        )
-        if not is_open(hours, call.services.clock()):
-            call.step("after_hours")
-            call.record.disposition = "after_hours"
-            await execute(call, number.working_hours.after_hours)
-            call.record.disposition = "after_hours"
-            return
-
-    if not await call.answer():
-        call.record.disposition = "abandoned"
-        return
-
-    # Step 3: the recording warning, before anything else, once per call.
-    if await call.recorder.plan() and number.recording.warning and not call.warned:
-        call.warned = True
-        call.step("warning")
-        await call.play_prompt("recording-warning")
-    if not await _handled(call, await _steps(call, number)):
-        # Nobody took the call.
-        if call.hung_up:
-            call.record.disposition = call.record.disposition or "abandoned"
-        else:
-            call.step("hangup")
-            call.record.disposition = call.record.disposition or "missed"
-    from .callback import missed_call_callback
-
+        await call.hangup()
     await missed_call_callback(call)
 
 
-async def _handled(call: Call, handled: bool) -> bool:
-    if call.hung_up and call.record.disposition is None:
-        call.record.disposition = "abandoned"
-    return handled or call.hung_up
+def _hung_up_by_step(trail: list[Result]) -> bool:
+    return bool(trail) and isinstance(trail[-1].step, Hangup)
 
 
-async def _steps(call: Call, number: Any) -> bool:
-    """Steps 4 to 8; True once the call is handled."""
-    routing = number.routing
-    # Step 4: the extension in the SIP To: header.
-    if routing.sip_to_header:
-        if await _sip_to(call):
-            return True
-        if call.hung_up:
-            return True
-    # Step 5: greeting, with extension dialing.
-    if routing.greeting:
-        call.step("greeting")
-        if routing.extension_dialing.enabled:
-            if await _greeting_with_extensions(call, routing):
-                return True
-        else:
-            await call.play(routing.greeting)
-        if call.hung_up:
-            return True
-    # Step 6: IVR.
-    if routing.ivr:
-        return await execute_menu(call, routing.ivr)
-    # Step 7: CRM responsible (the CRM integration plugs in here).
-    if routing.crm_responsible.enabled and await _crm_responsible(call, routing):
-        return True
-    # Step 8: queue.
-    if routing.queue:
-        return await run_queue(call, routing.queue)
-    return False
+async def _facts(call: Call, number: Number | None) -> Facts:
+    if number is None:
+        return Facts(known=False, in_service=False, open=False, will_record=False)
+    if await _out_of_service(call, call.record.number or ""):
+        log.info("call %s: number %r not in service", call.record.id, call.record.number)
+        return Facts(known=True, in_service=False, open=False, will_record=False)
+    schedule_id = number.working_hours.schedule
+    hours = call.config.schedules[schedule_id].hours if schedule_id is not None else None
+    open_now = hours is None or is_open(hours, call.services.clock())
+    will_record = await call.recorder.plan() if open_now else False
+    return Facts(known=True, in_service=True, open=open_now, will_record=will_record)
 
 
-async def execute_menu(call: Call, menu_id: str) -> bool:
-    from .menu import run_menu
-
-    return await run_menu(call, menu_id)
-
-
-async def _crm_responsible(call: Call, routing: Any) -> bool:
-    from .crm_hooks import crm_responsible
-
-    return await crm_responsible(call, routing)
+async def _execute(call: Call, step: Step) -> Result:
+    """Run one step; report how it ended (CALLER_GONE whenever the caller left)."""
+    result = await _run_step(call, step)
+    if call.hung_up and result.outcome not in (Outcome.TALKED, Outcome.VOICEMAIL):
+        return Result(step, Outcome.CALLER_GONE, result.employee, result.action)
+    return result
 
 
-async def _sip_to(call: Call) -> bool:
+async def _run_step(call: Call, step: Step) -> Result:
+    match step:
+        case Say(prompt=prompt) if prompt == NOT_IN_SERVICE:
+            await call.answer()
+            await call.play_prompt(NOT_IN_SERVICE)
+            call.step("hangup")
+            return Result(step, Outcome.DONE)
+        case Say(prompt=prompt) if prompt == RECORDING_WARNING:
+            if not call.warned:  # once per call, ever (never again after a transfer)
+                call.warned = True
+                call.step("warning")
+                await call.play_prompt(RECORDING_WARNING)
+            return Result(step, Outcome.DONE)
+        case Say(prompt=prompt):
+            await call.play_prompt(prompt)
+            return Result(step, Outcome.DONE)
+        case SipTo():
+            return Result(step, Outcome.DONE, employee=await _sip_to(call))
+        case Greeting(media=media, collect_extension=collect):
+            call.step("greeting")
+            if not collect:
+                await call.play(media)
+                return Result(step, Outcome.DONE)
+            return Result(step, Outcome.DONE, employee=await _greeting_extension(call, media))
+        case Menu(menu_id=menu_id):
+            action = await run_menu(call, menu_id)
+            if action is None:
+                return Result(step, Outcome.CALLER_GONE)
+            return Result(step, Outcome.DONE, action=action)
+        case CrmLookup():
+            return Result(step, Outcome.DONE, employee=await crm_responsible(call))
+        case Ring(employee=employee, ring_time=ring_time):
+            if not await call.answer():
+                return Result(step, Outcome.CALLER_GONE)
+            reach = await ring_employee(call, employee, ring_time=ring_time)
+            return Result(step, _REACH_OUTCOME[reach])
+        case QueueStep(queue_id=queue_id):
+            return Result(step, await run_queue(call, queue_id))
+        case Voicemail(owner=owner):
+            await leave_voicemail(call, owner)
+            return Result(step, Outcome.VOICEMAIL)
+        case Forward(to=to, employee=employee):
+            if employee is not None:
+                reach = await forward_to_mobile(call, employee)
+            else:
+                reach = await forward(call, to, step=f"forward:{to}")
+            return Result(step, _REACH_OUTCOME[reach])
+        case Hangup(message=message):
+            if message and await call.answer():
+                await call.play(message)
+            call.step("hangup")
+            await call.hangup()
+            return Result(step, Outcome.DONE)
+    raise TypeError(f"no interpreter for step {step!r}")
+
+
+async def _sip_to(call: Call) -> str | None:
+    """Step 4: the employee whose extension is the INVITE's To: user part."""
     try:
         header = await call.client.get_variable(call.channel_id, "PJSIP_HEADER(read,To)")
     except AriError as exc:
         log.info("call %s: no SIP To header (%s)", call.record.id, exc)
-        return False
+        return None
     match = _TO_USER.search(header or "")
     extension = match.group(1) if match else ""
     # Only digits ever reach the employee lookup; anything else in To: is ignored.
     if not extension.isdigit():
-        return False
+        return None
     employee_id = call.config.employee_by_extension(extension)
     if employee_id is None:
         log.info("call %s: To: extension %s is nobody's", call.record.id, extension)
-        return False
+        return None
     call.step(f"sip_to:{extension}")
-    ring_time = call.config.numbers[call.record.number].routing.extension_dialing.ring_time
-    reach = await ring_employee(call, employee_id, ring_time=ring_time)
-    return reach is not Reach.NOT_REACHED
+    return employee_id
 
 
-async def _greeting_with_extensions(call: Call, routing: Any) -> bool:
-    """Play the greeting; digits dialed during it (or just after) ring that extension."""
-    result = await call.play(routing.greeting, interrupt_on_digit=True)
+async def _greeting_extension(call: Call, media: str) -> str | None:
+    """Play the greeting; the employee whose extension is dialed during it (or just
+    after), or None. An unknown extension hears "invalid extension"."""
+    result = await call.play(media, interrupt_on_digit=True)
     if result.status is Status.HANGUP:
-        return True
-
-    from .menu import digits_done
-
+        return None
     status, buffer = await wait_digits(
         call.inbox,
         first_timeout=EXTENSION_GRACE_SECONDS,
         inter_timeout=EXTENSION_INTER_DIGIT_SECONDS,
         done=digits_done(match_extension),
     )
-    if status is Status.HANGUP:
-        return True
-    if not buffer:
-        return False
+    if status is Status.HANGUP or not buffer:
+        return None
     if status is Status.FINISHED:
         extension = match_extension(buffer).value
     else:
@@ -186,25 +227,12 @@ async def _greeting_with_extensions(call: Call, routing: Any) -> bool:
     if employee_id is None:
         log.info("call %s: caller dialed unknown extension %r", call.record.id, buffer)
         await call.play_prompt("invalid-extension")
-        return call.hung_up
+        return None
     call.step(f"extension:{extension}")
-    dialing = routing.extension_dialing
-    reach = await ring_employee(call, employee_id, ring_time=dialing.ring_time)
-    if reach is not Reach.NOT_REACHED:
-        return True
-    match dialing.no_answer:
-        case "forward_to_mobile":
-            reach = await forward_to_mobile(call, employee_id)
-            return reach is not Reach.NOT_REACHED
-        case "voicemail":
-            await leave_voicemail(call, employee_id)
-            return True
-    return False  # continue: the flow goes on to the IVR / queue
+    return employee_id
 
 
 async def _out_of_service(call: Call, number_id: str) -> bool:
-    from ..lifecycle import effective_status
-
     try:
         state = await call.services.db(call.services.store.get_number_state, number_id)
     except Exception:

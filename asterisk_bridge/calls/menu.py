@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 from ..ari.media import Status, wait_digits
-from ..config.schema import MenuAction, RepeatAction
+from ..config.schema import Action, MenuAction, RepeatAction
 from ..policy.digits import Match, MatchStatus, match_menu, match_on_timeout
 from .call import Call
 
@@ -28,24 +28,23 @@ def digits_done(matcher: Callable[[str], Match]) -> Callable[[str], Status | Non
     return done
 
 
-async def run_menu(call: Call, menu_id: str) -> bool:
-    """Run a menu until the caller picks an option (then execute it) or fails
-    `retries` times (then `on_failure`). Sub-menus replace the current menu, so a caller
-    may walk between menus indefinitely, but only by choosing."""
-    from .actions import execute
-
+async def run_menu(call: Call, menu_id: str) -> Action | None:
+    """Run a menu until the caller picks an option or fails `retries` times; return the
+    action to execute (the option's, or `on_failure`), None when the caller hung up.
+    Sub-menus replace the current menu, so a caller may walk between menus indefinitely,
+    but only by choosing."""
     if not await call.answer():
-        return True
+        return None
     failures = 0
     while True:
         menu = call.config.ivr_menus[menu_id]
         if failures >= menu.retries:
             log.info("call %s: menu %s failed %d times", call.record.id, menu_id, failures)
-            return await execute(call, menu.on_failure)
+            return menu.on_failure
         if menu.prompt:
             result = await call.play(menu.prompt, interrupt_on_digit=True)
             if result.status is Status.HANGUP:
-                return True
+                return None
         options = list(menu.options)
         status, buffer = await wait_digits(
             call.inbox,
@@ -54,7 +53,7 @@ async def run_menu(call: Call, menu_id: str) -> bool:
             done=digits_done(functools.partial(match_menu, options=options)),
         )
         if status is Status.HANGUP:
-            return True
+            return None
         choice: str | None = None
         if status is Status.FINISHED:
             choice = match_menu(buffer, options).value
@@ -74,4 +73,4 @@ async def run_menu(call: Call, menu_id: str) -> bool:
             case MenuAction(menu=next_menu):
                 menu_id, failures = next_menu, 0
                 continue
-        return await execute(call, action)
+        return action

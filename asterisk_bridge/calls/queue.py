@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 from ..ari.errors import AriError
 from ..config.schema import Queue
-from ..policy.queue import ring_budget, ring_rounds
+from ..holdmusic.moh import moh_class_for
+from ..policy.queue import may_ring, ring_budget, ring_rounds, workday_of
+from ..policy.route import Outcome
 from .call import Call
-from .connect import RingOutcome, ring
+from .connect import RingOutcome, ring, ring_many
 from .employees import Reach, talk
 
 log = logging.getLogger("numcfg.calls")
@@ -25,6 +27,28 @@ RECHECK_SECONDS = 3.0
 # announce_position: on entering the queue, then this often while waiting (beyond the
 # hosted service's own behaviour; app_queue's default period is similar).
 ANNOUNCE_INTERVAL_SECONDS = 30.0
+# A ring round shorter than this rang nobody (refused at once): wait before the next.
+MIN_ROUND_SECONDS = 1.0
+# Waits shorter than this are not worth a timer (the next pass would come at once).
+MIN_WAIT_SECONDS = 0.05
+
+
+async def _wait_for_change(call: Call, state: QueueState, timeout: float) -> None:
+    """Until the line changes, the caller hangs up, or `timeout` passes."""
+
+    async def changed() -> None:
+        async with state.changed:
+            await state.changed.wait()
+
+    waits = {
+        asyncio.ensure_future(changed()),
+        asyncio.ensure_future(call.inbox.gone.wait()),
+    }
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 @dataclass(eq=False)
@@ -57,8 +81,6 @@ def queue_state(call: Call, queue_id: str) -> QueueState:
 
 async def moh_class(call: Call) -> str:
     """The number's uploaded music when it has one, else its language's class."""
-    from ..holdmusic.moh import moh_class_for
-
     number_id = call.record.number or ""
     if number_id not in call.config.numbers:
         return f"numcfg-{call.lang}"
@@ -66,13 +88,16 @@ async def moh_class(call: Call) -> str:
     return moh_class_for(call.config, number_id, uploaded is not None)
 
 
-async def run_queue(call: Call, queue_id: str) -> bool:
+async def run_queue(call: Call, queue_id: str) -> Outcome:
+    """Wait in the queue until a member answers and the conversation is over (TALKED),
+    the caller leaves (CALLER_GONE) or `max_wait` passes (NO_ANSWER: the route's
+    fallback follows, with the hold music stopped)."""
     queue = call.config.queues[queue_id]
     number = call.config.numbers.get(call.record.number or "")
     skip_absent = number.routing.skip_absent_employees if number else True
     call.step(f"queue:{queue_id}")
     if not await call.answer():
-        return True
+        return Outcome.CALLER_GONE
     state = queue_state(call, queue_id)
     waiter = Waiter(call)
     state.waiters.append(waiter)
@@ -92,39 +117,34 @@ async def run_queue(call: Call, queue_id: str) -> bool:
             # and whom to ring.
             available = await _available_members(call, queue.members, skip_absent)
             if state.turn(waiter) < len(available):
+                round_started = time.monotonic()
                 reach = await _ring_round(call, queue_id, queue, available, waited, waiter, state)
-                if reach is Reach.TALKED or reach is Reach.CALLER_GONE:
-                    return True
-                if call.hung_up:
-                    return True
+                if reach is Reach.TALKED:
+                    return Outcome.TALKED
+                if reach is Reach.CALLER_GONE or call.hung_up:
+                    return Outcome.CALLER_GONE
                 if not moh_on:
                     moh_on = await _moh(call, True)
-                continue
+                if time.monotonic() - round_started >= MIN_ROUND_SECONDS:
+                    continue
+                # A round that ended at once (every leg refused on the spot) is retried
+                # after the usual wait, never in a tight loop.
             # Not our turn or nobody free: wait for a change, or re-check shortly.
             remaining = queue.max_wait - (time.monotonic() - started)
             until_announce = next_announce - time.monotonic()
-            async with state.changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        state.changed.wait(),
-                        max(0.05, min(RECHECK_SECONDS, remaining, until_announce)),
-                    )
-            # Drain the inbox so a hangup during the wait is seen.
-            while await call.inbox.get(0) is not None:
-                pass
+            await _wait_for_change(
+                call, state, max(MIN_WAIT_SECONDS, min(RECHECK_SECONDS, remaining, until_announce))
+            )
     finally:
         if waiter in state.waiters:
             state.waiters.remove(waiter)
         call.services.metrics.queue_wait.labels(queue=queue_id).observe(time.monotonic() - started)
         await state.notify()
     if call.hung_up:
-        call.record.disposition = call.record.disposition or "abandoned"
-        return True
+        return Outcome.CALLER_GONE
     await _moh(call, False)
     log.info("call %s: queue %s max_wait reached", call.record.id, queue_id)
-    from .actions import execute
-
-    return await execute(call, queue.fallback)
+    return Outcome.NO_ANSWER
 
 
 async def _announce_position(call: Call, state: QueueState, waiter: Waiter) -> None:
@@ -152,7 +172,9 @@ async def _available_members(call: Call, members: list[str], skip_absent: bool) 
     busy = await call.services.claims.busy()
     workdays = await call.services.db(store.workdays) if skip_absent else {}
     return [
-        m for m in members if m not in busy and (not skip_absent or workdays.get(m) == "working")
+        m
+        for m in members
+        if may_ring(workday=workday_of(workdays.get(m)), on_call=m in busy, skip_absent=skip_absent)
     ]
 
 
@@ -215,8 +237,6 @@ async def _ring_together(
                 return Reach.NOT_REACHED
             winner = member
         else:
-            from .connect import ring_many
-
             winner_leg = await ring_many(
                 call,
                 {m: call.config.employees[m].endpoint for m in claimed},

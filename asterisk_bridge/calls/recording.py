@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-import wave
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..ari.errors import AriError, AriNotFound
-from ..ari.events import RecordingFailed, RecordingFinished
+from ..ari.client import RecordOptions
+from ..ari.record import Recording, RecordResult, discard_stored, start_recording
 from ..policy.quota import MONTHLY_RECORDING_QUOTA, quota_period, recording_decision
+from .audio import keep_recording
 
 if TYPE_CHECKING:
     from .call import Call
 
 log = logging.getLogger("numcfg.calls")
-
-# Asterisk closes the file and reports RecordingFinished within moments of the stop.
-RECORDING_STOP_SECONDS = 10.0
 
 
 class Recorder:
@@ -29,9 +24,12 @@ class Recorder:
     def __init__(self, call: Call) -> None:
         self.call = call
         self.planned = False
-        self.name: str | None = None
-        self.started_at = 0.0
+        self._recording: Recording | None = None
         self._period = ""
+
+    @property
+    def name(self) -> str | None:
+        return self._recording.name if self._recording is not None else None
 
     async def plan(self) -> bool:
         """True when the call will be recorded if answered (record_all and quota left)."""
@@ -51,7 +49,7 @@ class Recorder:
 
     async def start(self, bridge_id: str) -> None:
         call = self.call
-        if not self.planned or self.name is not None:
+        if not self.planned or self._recording is not None:
             return
         limit = MONTHLY_RECORDING_QUOTA.get(call.config.account.plan)
         # The quota is consumed when recording really starts, in one atomic statement,
@@ -62,58 +60,36 @@ class Recorder:
         if not allowed:
             call.record.recording_skipped = "quota"
             return
-        name = f"numcfg-rec-{call.record.id}"
-        call.inbox.claim(f"rec:{name}")
-        try:
-            await call.client.record_bridge(
-                bridge_id, name=name, format="wav", ifExists="overwrite", beep=False
+        # Subscribed from the start (start_recording): a RecordingFailed during the
+        # conversation waits for `stop` instead of being taken by the conversation's wait.
+        started = await start_recording(
+            call.client,
+            call.inbox,
+            RecordOptions(name=f"numcfg-rec-{call.record.id}"),
+            bridge_id=bridge_id,
+        )
+        if isinstance(started, RecordResult):
+            log.warning(
+                "call %s: recording did not start (%s: %s)",
+                call.record.id,
+                started.status.value,
+                started.cause,
             )
-        except AriError as exc:
-            log.warning("call %s: recording did not start: %s", call.record.id, exc)
-            call.inbox.release(f"rec:{name}")
             return
-        self.name = name
-        self.started_at = time.monotonic()
+        self._recording = started
         call.record.recording_skipped = None
 
     async def stop(self) -> None:
         call = self.call
-        name = self.name
-        if name is None:
+        recording, self._recording = self._recording, None
+        if recording is None:
             return
-        try:
-            with contextlib.suppress(AriNotFound):
-                await call.client.stop_recording(name)
-            deadline = time.monotonic() + RECORDING_STOP_SECONDS
-            while (remaining := deadline - time.monotonic()) > 0:
-                event = await call.inbox.get(remaining)
-                match event:
-                    case RecordingFinished(name=n) if n == name:
-                        break
-                    case RecordingFailed(name=n) if n == name:
-                        log.warning("call %s: recording failed", call.record.id)
-                        return
-                    case None:
-                        break
-            try:
-                audio = await call.client.recording_file(name)
-            except AriError as exc:
-                log.warning("call %s: recording file unavailable: %s", call.record.id, exc)
-                return
-            target = Path(call.config.storage.recordings) / f"{call.record.id}.wav"
-            seconds = await call.services.db(_write_wav, target, audio)
-            with contextlib.suppress(AriError):
-                await call.client.delete_stored_recording(name)
+        result = await recording.stop()
+        if not result.has_file:
+            log.warning("call %s: recording failed: %s", call.record.id, result.cause)
+            await discard_stored(call.client, recording.name)  # whatever part was kept
+            return
+        target = Path(call.config.storage.recordings) / f"{call.record.id}.wav"
+        seconds = await keep_recording(call.client, recording.name, target)
+        if seconds is not None:
             call.record.recording = {"file": target.name, "seconds": seconds}
-        finally:
-            call.inbox.release(f"rec:{name}")
-            self.name = None
-
-
-def _write_wav(target: Path, data: bytes) -> float:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(target)
-    with wave.open(str(target)) as wav:
-        return round(wav.getnframes() / float(wav.getframerate()), 2)

@@ -25,8 +25,7 @@ def employee_of_channel(call: Call, channel: Channel) -> str | None:
 
 
 async def run_workday(call: Call, action: str, channel: Channel) -> None:
-    from ..admin import set_workday
-
+    set_workday = call.services.set_workday
     employee_id = employee_of_channel(call, channel)
     call.record.disposition = "failed"
     if employee_id is None:
@@ -36,6 +35,9 @@ async def run_workday(call: Call, action: str, channel: Channel) -> None:
         return
     call.record.employee = employee_id
     await call.answer()
+    if set_workday is None:
+        log.error("workday %s: no workday service wired", action)
+        return
     try:
         view = await call.services.db(
             set_workday, call.services.store, call.config, employee_id, action

@@ -11,6 +11,7 @@ in checks.py; this module only knows the shape and the format of each value.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..policy.hours import Schedule as HoursSchedule
 from . import formats
 
 
@@ -231,6 +233,14 @@ class Schedule(_Model):
     timezone: TimeZone = "UTC"  # the loader puts account.timezone here when absent
     week: dict[Day, Windows] = {}
     holidays: list[Holiday] = []
+
+    @functools.cached_property
+    def hours(self) -> HoursSchedule:
+        """The schedule in policy.hours' terms, built once per loaded config (calls ask
+        `is_open` with it; the config never changes under a call)."""
+        return HoursSchedule(
+            timezone=self.timezone, week=dict(self.week), holidays=tuple(self.holidays)
+        )
 
     def open_windows(self) -> dict[str, list[tuple[dt.time, dt.time]]]:
         """Parsed week; a day absent is closed (dt.time.max stands for 24:00)."""

@@ -21,7 +21,10 @@ from asterisk_bridge.metrics import Metrics
 from asterisk_bridge.store import NotFoundError, Store
 
 from .base import REASON_TIMEOUT, REASON_UNEXPECTED, CallInfo, CrmBackend, CrmEntity, CrmError
+from .bitrix24 import Bitrix24Crm
+from .builtin import BuiltinCrm
 from .rules import is_exception, region_of, to_e164, wants_lead
+from .webhook import WebhookCrm
 
 log = logging.getLogger("numcfg.crm")
 
@@ -332,9 +335,6 @@ def build_crm(
 ) -> CrmService:
     """The CrmService for `config.crm`. Pass `config_source` (e.g. the holder's current
     config) so employee mappings follow reloads; the backend itself is fixed at start-up."""
-    from .bitrix24 import Bitrix24Crm
-    from .builtin import BuiltinCrm
-    from .webhook import WebhookCrm
 
     def employees() -> Mapping[str, Employee]:
         return (config_source() if config_source is not None else config).employees

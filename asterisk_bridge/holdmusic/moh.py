@@ -107,10 +107,10 @@ def write_moh_conf(config: Config, path: Path | None = None) -> Path:
 
 
 async def reload_moh(client: AriClient) -> None:
-    """Ask Asterisk to reload res_musiconhold (PUT /asterisk/modules/..., a 204).
+    """Ask Asterisk to reload res_musiconhold (AriClient.reload_module).
 
     Raises ari.errors.AriError (AriUnavailable when Asterisk does not answer). Only this
     module is reloaded, so calls and other modules are untouched; the new music is used
     from the next time a caller is put on hold.
     """
-    await client.request("PUT", f"/asterisk/modules/{MOH_MODULE}")
+    await client.reload_module(MOH_MODULE)

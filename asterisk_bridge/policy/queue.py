@@ -39,6 +39,14 @@ class Workday(StrEnum):
     ENDED = "ended"
 
 
+def workday_of(state: str | None) -> Workday | None:
+    """A stored workday state as the enum; None for never started or unknown text."""
+    try:
+        return Workday(state) if state is not None else None
+    except ValueError:
+        return None
+
+
 def may_ring(*, workday: Workday | None, on_call: bool, skip_absent: bool) -> bool:
     """Whether an employee can be rung now, as a queue member or a direct target.
 

@@ -36,6 +36,7 @@ from asterisk_bridge.store.tables import (
     leads,
     metadata,
     number_states,
+    open_calls,
     queue_cursors,
     recording_quota,
     workdays,
@@ -138,15 +139,54 @@ class Store:
     # -- call details ---------------------------------------------------------------------
 
     def save_call(self, record: Mapping[str, Any]) -> None:
-        """Insert or replace the call `record["id"]`; keys exactly those of SPEC section 7."""
+        """Insert or replace the call `record["id"]`; keys exactly those of SPEC section 7.
+        A finished call is no longer open (same transaction)."""
         row = _call_row(record)
+        with self._write() as conn:
+            conn.execute(self._upsert_call(row))
+            conn.execute(sa.delete(open_calls).where(open_calls.c.call_id == row["id"]))
+
+    def _upsert_call(self, row: Mapping[str, Any]) -> Any:
         stmt = self._insert(calls).values(**row)
-        stmt = stmt.on_conflict_do_update(
+        return stmt.on_conflict_do_update(
             index_elements=[calls.c.id],
             set_={key: stmt.excluded[key] for key in row if key != "id"},
         )
+
+    def open_call(self, record: Mapping[str, Any], *, node: str) -> None:
+        """Note (or update) a call in progress on `node`, with its details so far."""
+        _call_row(record)  # the same checks as a finished call's details
+        snapshot = {**record, "route": list(record["route"])}
+        stmt = self._insert(open_calls).values(call_id=record["id"], node=node, record=snapshot)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[open_calls.c.call_id], set_={"record": stmt.excluded.record}
+        )
         with self._write() as conn:
             conn.execute(stmt)
+
+    def close_interrupted_calls(self, *, node: str, now: datetime) -> list[str]:
+        """Close the calls `node` left open when it died: each gets its details as last
+        noted, ended now, "interrupted" at the end of its route, and the disposition it
+        had reached (answered once someone answered, else failed). Returns their ids."""
+        closed: list[str] = []
+        with self._write() as conn:
+            rows = conn.execute(
+                sa.select(open_calls.c.call_id, open_calls.c.record).where(
+                    open_calls.c.node == node
+                )
+            ).all()
+            for call_id, snapshot in rows:
+                record = dict(snapshot)
+                started = _aware("started_at", record["started_at"]) or now
+                answered = _aware("answered_at", record.get("answered_at"))
+                record["ended_at"] = now
+                record["duration"] = round((now - (answered or started)).total_seconds())
+                record["disposition"] = "answered" if answered else "failed"
+                record["route"] = [*record["route"], "interrupted"]
+                conn.execute(self._upsert_call(_call_row(record)))
+                conn.execute(sa.delete(open_calls).where(open_calls.c.call_id == call_id))
+                closed.append(call_id)
+        return closed
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         with self._read() as conn:
@@ -397,6 +437,21 @@ class Store:
                 return None
             row = conn.execute(sa.select(callbacks).where(callbacks.c.seq == seq)).mappings().one()
             return _callback_dict(row)
+
+    def return_callback(self, job_id: str, *, node: str, now: datetime) -> None:
+        """Give back a job claimed by `node` without trying it (the node is stopping): it
+        is pending again, with its attempts untouched, for any node to take."""
+        now = _instant("now", now)
+        with self._write() as conn:
+            conn.execute(
+                sa.update(callbacks)
+                .where(
+                    callbacks.c.id == job_id,
+                    callbacks.c.status == "in_progress",
+                    callbacks.c.node == node,
+                )
+                .values(status="pending", node=None, claimed_at=None, updated_at=now)
+            )
 
     def finish_callback_attempt(self, job_id: str, *, success: bool, now: datetime) -> None:
         """Record one attempt: done on success, failed when attempts run out, else retry later."""

@@ -81,6 +81,19 @@ calls = sa.Table(
     sa.Index("ix_calls_started", "started_at"),
 )
 
+# Calls in progress, one row each, keyed to the node (host + ARI app) handling them: a
+# node killed with calls up finds them here when it starts again and closes their records
+# (no call without its details). Its own table, so existing stores gain it without a
+# migration and `calls` only ever holds finished calls.
+open_calls = sa.Table(
+    "open_calls",
+    metadata,
+    sa.Column("call_id", sa.String, primary_key=True),
+    sa.Column("node", sa.String, nullable=False),
+    sa.Column("record", _json(), nullable=False),
+    sa.Index("ix_open_calls_node", "node"),
+)
+
 workdays = sa.Table(
     "workdays",
     metadata,

@@ -167,6 +167,12 @@ class Harness:
         return leg
 
     async def press(self, leg: CallerLeg, digits: str) -> None:
+        # The caller's half enters the test app once numcfg answers, which may be reported
+        # after the first playback on numcfg's half: DTMF before that is a 409.
+        await self.wait_for(
+            lambda e: e.get("type") == "StasisStart" and e["channel"]["id"] == leg.caller_id,
+            what="the caller's phone to be answered",
+        )
         await self.client.send_dtmf(leg.caller_id, digits, between_ms=150)
 
     async def hangup(self, leg: CallerLeg) -> None:
@@ -265,6 +271,11 @@ class Harness:
             "POST",
             f"/channels/{channel_id}/snoop",
             params={"spy": "out", "app": TEST_APP, "appArgs": "snoop", "snoopId": snoop_id},
+        )
+        # The snoop answers /snoop before it is in the app; /record before that is a 409.
+        await self.wait_for(
+            lambda e: e.get("type") == "StasisStart" and e["channel"]["id"] == snoop_id,
+            what="the snoop channel to enter the test app",
         )
         await self.client.record_channel(snoop_id, name=name, format="wav", ifExists="overwrite")
         await asyncio.sleep(seconds)

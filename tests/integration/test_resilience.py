@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 
 from asterisk_bridge.ari.events import Event, StasisStart
+from asterisk_bridge.store import open_store
 
 from .conftest import REPO, install_dialplan, kill_ari_websockets, write_config
-from .harness import Harness, calls_done
+from .harness import Employee, Harness, calls_done
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -66,32 +67,8 @@ async def test_sigterm_lets_the_call_in_progress_finish(harness: Harness, tmp_pa
     harness.reset()
     config = write_config(tmp_path)
     install_dialplan(config)
-    env = {**os.environ}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "asterisk_bridge.cli",
-        "run",
-        "-c",
-        str(config),
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await start_service(config)
     try:
-        # Wait until the service is connected (its /ready answers 200).
-        async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    async with http.get("http://127.0.0.1:18090/ready") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert time.monotonic() < deadline, "numcfg run did not become ready"
-                await asyncio.sleep(0.2)
         leg = await harness.call("+33185000000")
         await harness.heard(leg, "sound:numcfg/en/welcome")
         proc.send_signal(signal.SIGTERM)
@@ -111,3 +88,77 @@ async def test_sigterm_lets_the_call_in_progress_finish(harness: Harness, tmp_pa
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def start_service(config) -> asyncio.subprocess.Process:
+    """`numcfg run` as its own process, once its /ready answers 200."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "asterisk_bridge.cli",
+        "run",
+        "-c",
+        str(config),
+        cwd=REPO,
+        env={**os.environ},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                async with http.get("http://127.0.0.1:18090/ready") as resp:
+                    if resp.status == 200:
+                        return proc
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "numcfg run did not become ready"
+            await asyncio.sleep(0.2)
+
+
+async def test_sigkill_with_a_call_up_leaves_its_details_after_the_restart(
+    harness: Harness, tmp_path
+) -> None:
+    """A numcfg killed mid-conversation: at the next start the conversation left in
+    Stasis is cleaned up and the call has its details (answered, route ends with
+    "interrupted")."""
+    harness.reset()
+    config = write_config(
+        tmp_path,
+        {
+            "queues": {
+                "sales": {
+                    "members": ["anna"],
+                    "ring_time": 10,
+                    "max_wait": 30,
+                    "fallback": {"action": "hangup"},
+                }
+            },
+            "numbers": {"paris": {"routing": {"greeting": None, "queue": "sales"}}},
+        },
+    )
+    install_dialplan(config)
+    store_url = f"sqlite:///{tmp_path}/numcfg.sqlite3"
+    store = open_store(store_url)
+    store.set_workday("anna", "working")
+    harness.employees["101"] = Employee("answer", answer_after=0.2)
+    proc = await start_service(config)
+    try:
+        leg = await harness.call("+33185000000")
+        await harness.bridged(leg, timeout=20)
+        await asyncio.sleep(1.0)  # talking
+        proc.kill()
+        await proc.wait()
+        proc = await start_service(config)
+        await harness.ended(leg, timeout=20)  # the orphaned conversation is hung up
+        calls = await asyncio.to_thread(store.list_calls)
+        assert len(calls) == 1
+        assert calls[0]["disposition"] == "answered"
+        assert calls[0]["employee"] == "anna"
+        assert calls[0]["route"] == ["queue:sales", "employee:anna", "interrupted"]
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 20)
+        store.close()

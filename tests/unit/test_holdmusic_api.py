@@ -45,6 +45,9 @@ class FakeAri:
             raise AriUnavailable(0, "connection refused", method=method, path=path)
         return None
 
+    # The real client's method, so the path it sends is the one these tests check.
+    reload_module = AriClient.reload_module
+
 
 @pytest.fixture(scope="module")
 def mp3(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

@@ -186,6 +186,35 @@ def test_save_call_replaces_the_record_with_the_same_id(store: Store) -> None:
     assert call is not None and call["disposition"] == "answered" and call["rating"] == 4
 
 
+def test_calls_left_open_by_a_killed_node_are_closed_with_their_details(store: Store) -> None:
+    talking = call_record("c1", ended_at=None, disposition=None, route=["queue:sales"])
+    ringing = call_record("c2", answered_at=None, employee=None, ended_at=None, route=[])
+    other_node = call_record("c3", ended_at=None)
+    store.open_call(talking, node="host/numcfg")
+    store.open_call(ringing, node="host/numcfg")
+    store.open_call(other_node, node="host/numcfg-b")
+    assert store.list_calls() == []  # calls in progress are not call details yet
+    now = datetime(2026, 11, 27, 8, 1, 5, tzinfo=UTC)
+    assert sorted(store.close_interrupted_calls(node="host/numcfg", now=now)) == ["c1", "c2"]
+    c1, c2 = store.get_call("c1"), store.get_call("c2")
+    assert c1 is not None and c2 is not None
+    assert (c1["disposition"], c1["duration"], c1["route"]) == (
+        "answered",
+        60,
+        ["queue:sales", "interrupted"],
+    )
+    assert (c2["disposition"], c2["ended_at"]) == ("failed", "2026-11-27T08:01:05+00:00")
+    assert store.get_call("c3") is None  # another node's calls are its own business
+    assert store.close_interrupted_calls(node="host/numcfg", now=now) == []
+
+
+def test_a_finished_call_is_no_longer_open(store: Store) -> None:
+    store.open_call(call_record("c1", ended_at=None), node="n")
+    store.save_call(call_record("c1"))
+    assert store.close_interrupted_calls(node="n", now=datetime.now(UTC)) == []
+    assert store.get_call("c1") == store.list_calls()[0]
+
+
 def test_get_call_of_an_unknown_id_is_none(store: Store) -> None:
     assert store.get_call("nope") is None
 

@@ -1,0 +1,51 @@
+"""Words shared by the call records, the API and the routing policy (SPEC section 7).
+
+They are StrEnums so that a value compares equal to the string stored in the call
+details and sent over the API ("answered" == Disposition.ANSWERED): code can switch to
+the enum without a migration, and a typo in a comparison becomes an AttributeError.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Disposition(StrEnum):
+    """How a call ended, once, for the call details (`disposition`) and callbacks."""
+
+    ANSWERED = "answered"
+    """An employee picked up and talked to the caller (directly or from a queue)."""
+
+    MISSED = "missed"
+    """Nobody took the call and the caller did not hang up first: every step ran out, or
+    a `hangup` action ended it. A missed incoming call may get a callback."""
+
+    ABANDONED = "abandoned"
+    """The caller hung up before anyone answered (while ringing, waiting or in a menu).
+    Counts as missed for callbacks."""
+
+    VOICEMAIL = "voicemail"
+    """The call reached a mailbox; set on arrival, whether or not a message was left."""
+
+    FORWARDED = "forwarded"
+    """An external number (a mobile or a `forward` target) answered through the trunk."""
+
+    AFTER_HOURS = "after_hours"
+    """The number was closed; the `after_hours` action ran, whatever it led to."""
+
+    FAILED = "failed"
+    """The call could not be handled at all: unknown or disconnected number, or a
+    technical failure (a callback leg that could not be created)."""
+
+
+class Direction(StrEnum):
+    """Who started the call (`direction` in the call details)."""
+
+    INCOMING = "incoming"
+    """A client called one of the numbers (`inbound,<number-id>`)."""
+
+    OUTGOING = "outgoing"
+    """An employee dialed out through a number's prefix (`outbound,<dialed>`)."""
+
+    CALLBACK = "callback"
+    """numcfg called a client back after a missed call (SPEC section 4 step 11)."""
