@@ -21,10 +21,10 @@ from .ari.events import USED_EVENT_TYPES, Event, StreamResumed
 from .ari.router import EventRouter
 from .ari.stream import EventStream
 from .calls.callback import callback_worker
-from .calls.claims import claims_for
-from .calls.context import Services
-from .calls.crm_hooks import CrmJournal
+from .calls.core.claims import claims_for
+from .calls.core.context import Services
 from .calls.dispatcher import Dispatcher
+from .calls.features.crm_journal import CrmJournal
 from .config import ConfigHolder
 from .config.store_source import watch_store_config
 from .crm import build_crm
@@ -117,9 +117,9 @@ class App:
             log.info("ARI event filter not set: %s", exc)
         for sink in self.router.sinks():
             sink.deliver(StreamResumed("StreamResumed", {}))
-        info = await self.client.application()
-        channels = [c for c in info.get("channel_ids", []) if self.router.owner(c) is None]
-        bridges = [b for b in info.get("bridge_ids", []) if self.router.owner(b) is None]
+        snapshot = await self.client.app_snapshot()
+        channels = [c for c in snapshot.channel_ids if self.router.owner(c) is None]
+        bridges = [b for b in snapshot.bridge_ids if self.router.owner(b) is None]
         if not channels and not bridges:
             return
         await asyncio.sleep(RECONCILE_GRACE_SECONDS)
@@ -135,12 +135,10 @@ class App:
 
     async def _in_our_stasis(self, channel_id: str) -> bool:
         try:
-            data = await self.client.get_channel(channel_id)
+            channel = await self.client.channel(channel_id)
         except AriError:
             return False
-        dialplan = data.get("dialplan") or {}
-        app_args = str(dialplan.get("app_data") or "").split(",")
-        return dialplan.get("app_name") == "Stasis" and app_args[0] == self.client.app
+        return channel.app_name == "Stasis" and channel.app_data.split(",")[0] == self.client.app
 
     async def start(self) -> None:
         """Start every part in order; each registers its own teardown, so `stop` undoes
@@ -272,7 +270,7 @@ class App:
 
     async def drain(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:
         """Let calls in progress finish (new inbound calls go to the backup branch)."""
-        self.services.draining = True
+        self.services.runtime.draining = True
         pending = list(self.services.active.values())
         if pending:
             log.info("waiting for %d call(s) to finish", len(pending))

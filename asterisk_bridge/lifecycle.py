@@ -12,7 +12,9 @@ import calendar
 import hmac
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final
+
+from .policy.types import NumberStatus
 
 # SPEC §6: "undo within 24 h restores it; after 24 h the number is disconnected".
 UNDO_WINDOW: Final = timedelta(hours=24)
@@ -23,8 +25,6 @@ NOT_STARTED: Final = "not_started"
 WORKDAY_ACTIONS: Final = ("start", "pause", "resume", "end")
 # The API sets a target state; each maps to the action that reaches it from anywhere it can.
 ACTION_FOR_STATE: Final = {"working": "start", "paused": "pause", "ended": "end"}
-
-NumberStatus = Literal["active", "pending_disconnect", "disconnected"]
 
 
 class LifecycleError(Exception):
@@ -118,15 +118,15 @@ def effective_status(state: Mapping[str, Any], now: datetime) -> NumberStatus:
     on read so no background job has to flip it at the right moment on the right node.
     A number pending disconnection still takes calls.
     """
-    status = state.get("status", "active")
-    if status == "pending_disconnect":
+    status = state.get("status", NumberStatus.ACTIVE)
+    if status == NumberStatus.PENDING_DISCONNECT:
         changed = _changed_at(state)
         if changed is not None and now >= changed + UNDO_WINDOW:
-            return "disconnected"
-        return "pending_disconnect"
-    if status == "disconnected":
-        return "disconnected"
-    return "active"
+            return NumberStatus.DISCONNECTED
+        return NumberStatus.PENDING_DISCONNECT
+    if status == NumberStatus.DISCONNECTED:
+        return NumberStatus.DISCONNECTED
+    return NumberStatus.ACTIVE
 
 
 def disconnected_at(state: Mapping[str, Any]) -> datetime | None:

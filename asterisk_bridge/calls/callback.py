@@ -18,12 +18,13 @@ from ..ari.inbox import new_id
 from ..policy.numbers import allowed_external, is_e164
 from ..policy.queue import may_ring, workday_of
 from ..policy.route import wants_callback
-from .call import Call
-from .connect import DIAL_GUARD_SECONDS, RingOutcome, await_answer, wait_in_stasis
-from .context import Services
-from .employees import Reach
-from .forward import forward
-from .record import CallRecord
+from ..policy.types import Direction, Disposition
+from .core.call import Call
+from .core.connect import DIAL_GUARD_SECONDS, RingOutcome, await_answer, wait_in_stasis
+from .core.context import Services
+from .core.details import CallRecord
+from .core.employees import Reach
+from .inbound.forward import forward
 
 log = logging.getLogger("numcfg.calls")
 
@@ -115,7 +116,7 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
     record = CallRecord(
         id=uuid.uuid4().hex,
         number=job["number"],
-        direction="callback",
+        direction=Direction.CALLBACK,
         caller=number.number,
         callee=job["phone"],
     )
@@ -125,7 +126,7 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
     claimed = await services.claims.claim(employee_id, record.id)
     try:
         if not claimed:
-            record.disposition = "missed"
+            record.disposition = Disposition.MISSED
             return False
         employee = config.employees[employee_id]
         with call.inbox.watch(leg_id) as leg_events:
@@ -141,13 +142,13 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
                 await services.client.dial(leg_id, timeout=CALLBACK_EMPLOYEE_RING_SECONDS)
             except AriError as exc:
                 log.warning("callback %s: cannot ring %s: %s", job["id"], employee_id, exc)
-                record.disposition = "failed"
+                record.disposition = Disposition.FAILED
                 return False
             outcome = await await_answer(
                 call, leg_events, leg_id, CALLBACK_EMPLOYEE_RING_SECONDS + DIAL_GUARD_SECONDS
             )
         if outcome is not RingOutcome.ANSWERED:
-            record.disposition = "missed"
+            record.disposition = Disposition.MISSED
             return False
         call.answered = True
         record.employee = employee_id
@@ -157,9 +158,9 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
         reach = await forward(call, job["phone"], step=f"forward:{job['phone']}")
         if reach is Reach.TALKED:
             record.employee = employee_id
-            record.disposition = "answered"
+            record.disposition = Disposition.ANSWERED
             return True
-        record.disposition = "missed"
+        record.disposition = Disposition.MISSED
         return False
     finally:
         if claimed:

@@ -11,11 +11,12 @@ from typing import Any
 
 from ..ari.errors import AriError
 from ..ari.events import Event, StasisStart
-from .call import Call
-from .context import Services
-from .inbound import run_inbound
+from ..policy.types import Direction, Disposition
+from .core.call import Call
+from .core.context import Services
+from .core.details import CallRecord
+from .inbound.flow import run_inbound
 from .outbound import run_outbound
-from .record import CallRecord
 from .workday import run_workday
 
 log = logging.getLogger("numcfg.calls")
@@ -57,7 +58,7 @@ class Dispatcher:
         record = CallRecord(
             id=uuid.uuid4().hex,
             number=None,
-            direction="incoming" if kind == "inbound" else "outgoing",
+            direction=Direction.INCOMING if kind == "inbound" else Direction.OUTGOING,
             caller=channel.caller_number,
             callee=channel.exten,
         )
@@ -72,7 +73,7 @@ class Dispatcher:
                 flow = run_outbound(call, rest[0], rest[1] if len(rest) > 1 else None, channel)
             case _:
                 log.warning("unsupported Stasis arguments %r on %s", args, channel.id)
-                record.disposition = "failed"
+                record.disposition = Disposition.FAILED
                 flow = _noop()
         self.services.metrics.call_started()
         self._spawn(self._run(call, flow), channel.id)
@@ -83,7 +84,7 @@ class Dispatcher:
             await flow
         except Exception:
             log.exception("call %s failed", call.record.id)
-            call.record.disposition = call.record.disposition or "failed"
+            call.record.disposition = call.record.disposition or Disposition.FAILED
         finally:
             await call.cleanup()
 

@@ -17,10 +17,11 @@ from ..policy.numbers import (
     region_of_number,
     select_outbound,
 )
-from .call import Call
-from .connect import RingOutcome, ring
-from .crm_hooks import call_started
-from .employees import talk
+from ..policy.types import Direction, Disposition
+from .core.call import Call
+from .core.connect import RingOutcome, ring
+from .core.employees import talk
+from .features.crm_journal import call_started
 from .workday import employee_of_channel
 
 log = logging.getLogger("numcfg.calls")
@@ -48,8 +49,8 @@ def pick_number(call: Call, dialed: str) -> tuple[str, str] | None:
 
 
 async def run_outbound(call: Call, dialed: str, employee_id: str | None, channel: Channel) -> None:
-    call.record.direction = "outgoing"
-    call.record.disposition = "failed"
+    call.record.direction = Direction.OUTGOING
+    call.record.disposition = Disposition.FAILED
     if not is_safe_dial_token(dialed):
         log.warning("outbound: refused dialed string %r", dialed)
         return
@@ -75,7 +76,7 @@ async def run_outbound(call: Call, dialed: str, employee_id: str | None, channel
     ):
         log.warning("outbound: %r is not an allowed external number", rest)
         return
-    await call_started(call, direction="outgoing", phone=destination)
+    await call_started(call, direction=Direction.OUTGOING, phone=destination)
     await call.recorder.plan()
     with contextlib.suppress(AriError):
         await call.client.ring(call.channel_id)  # the employee hears ringing
@@ -84,13 +85,13 @@ async def run_outbound(call: Call, dialed: str, employee_id: str | None, channel
         call, endpoint, ring_time=OUTBOUND_RING_SECONDS, caller_id=number.number, ringback=False
     )
     if outcome is RingOutcome.CALLER_HUNG_UP:
-        call.record.disposition = "abandoned"
+        call.record.disposition = Disposition.ABANDONED
         return
     if leg is None:
-        call.record.disposition = "missed"
+        call.record.disposition = Disposition.MISSED
         return
     await call.answer()
     call.step(f"employee:{employee_id}")
     await talk(call, leg, employee_id=None, step=f"forward:{destination}")
     call.record.employee = employee_id
-    call.record.disposition = "answered"
+    call.record.disposition = Disposition.ANSWERED

@@ -14,9 +14,9 @@ from ..config.schema import Queue
 from ..holdmusic.moh import moh_class_for
 from ..policy.queue import may_ring, ring_budget, ring_rounds, workday_of
 from ..policy.route import Outcome
-from .call import Call
-from .connect import RingOutcome, ring, ring_many
-from .employees import Reach, talk
+from .core.call import Call
+from .core.connect import RingOutcome, ring, ring_many
+from .core.employees import Reach, talk
 
 log = logging.getLogger("numcfg.calls")
 

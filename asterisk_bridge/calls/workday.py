@@ -6,7 +6,8 @@ import logging
 
 from ..ari.events import Channel
 from ..lifecycle import LifecycleError
-from .call import Call
+from ..policy.types import Disposition
+from .core.call import Call
 
 log = logging.getLogger("numcfg.calls")
 
@@ -27,7 +28,7 @@ def employee_of_channel(call: Call, channel: Channel) -> str | None:
 async def run_workday(call: Call, action: str, channel: Channel) -> None:
     set_workday = call.services.set_workday
     employee_id = employee_of_channel(call, channel)
-    call.record.disposition = "failed"
+    call.record.disposition = Disposition.FAILED
     if employee_id is None:
         log.warning("workday %s from %s: no employee owns this phone", action, channel.name)
         await call.answer()
@@ -47,5 +48,5 @@ async def run_workday(call: Call, action: str, channel: Channel) -> None:
         await call.play("sound:beeperr")
         return
     log.info("workday: %s is now %s", employee_id, view.get("workday"))
-    call.record.disposition = "answered"
+    call.record.disposition = Disposition.ANSWERED
     await call.play("sound:beep")

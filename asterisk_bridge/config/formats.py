@@ -2,14 +2,12 @@
 
 Each parser raises ValueError with a message meant for the operator (it ends up after
 "file:line:col: path:"), so messages say what was expected, not what Python saw.
-The schedule parsers are also what policy code uses to read a validated Schedule,
-so the format has exactly one definition.
+Schedules are checked with policy.hours' own parsers (config/schema.py), so the
+schedule format has exactly one definition.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 import re
 import zoneinfo
 
@@ -18,13 +16,8 @@ import phonenumbers
 E164_HINT = "expected +<country><number>, e.g. +33185000000"
 _E164_SHAPE = re.compile(r"\+[1-9][0-9]{1,14}")
 _KEYPAD = re.compile(r"[0-9*#]+")
-_WINDOW = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
-_DAY_MONTH = re.compile(r"([0-9]{2})\.([0-9]{2})")
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _SOUND = re.compile(r"(sound|recording):\S+")
-
-# 24:00 is accepted as a window end so "18:00-24:00" can close at midnight.
-_END_OF_DAY = dt.time.max
 
 
 def e164(value: str) -> str:
@@ -101,53 +94,3 @@ def timezone(value: str) -> str:
             f"unknown time zone {value!r} (expected an IANA name like Europe/Paris)"
         ) from exc
     return value
-
-
-def _clock(hours: str, minutes: str, text: str) -> dt.time:
-    h, m = int(hours), int(minutes)
-    if h == 24 and m == 0:
-        return _END_OF_DAY
-    if h > 23 or m > 59:
-        raise ValueError(f"{text!r} is not a time of day")
-    return dt.time(h, m)
-
-
-def parse_windows(value: str) -> list[tuple[dt.time, dt.time]]:
-    """'09:00-12:00,14:00-18:00' -> sorted, non-overlapping (start, end) pairs."""
-    windows: list[tuple[dt.time, dt.time]] = []
-    for part in value.split(","):
-        text = part.strip()
-        match = _WINDOW.fullmatch(text)
-        if not match:
-            raise ValueError(
-                f"{text!r} is not an opening window: expected HH:MM-HH:MM, "
-                "several separated by commas"
-            )
-        start = _clock(match[1], match[2], text)
-        end = _clock(match[3], match[4], text)
-        if start >= end:
-            raise ValueError(f"window {text!r} ends before it starts")
-        windows.append((start, end))
-    windows.sort()
-    for (_, prev_end), (next_start, _) in itertools.pairwise(windows):
-        if next_start < prev_end:
-            raise ValueError(f"windows overlap in {value!r}")
-    return windows
-
-
-def parse_holiday(value: str) -> dt.date | tuple[int, int]:
-    """'25.12' -> (day, month) every year; '2027-04-05' -> that one date."""
-    match = _DAY_MONTH.fullmatch(value)
-    if match:
-        day, month = int(match[1]), int(match[2])
-        try:
-            dt.date(2000, month, day)  # a leap year, so 29.02 is a valid yearly holiday
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a valid day and month (DD.MM)") from exc
-        return day, month
-    if len(value) == 10:  # fromisoformat would also take 20270405; we want YYYY-MM-DD
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValueError(f"{value!r} is not a holiday: expected DD.MM (every year) or YYYY-MM-DD")

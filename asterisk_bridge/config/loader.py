@@ -258,7 +258,7 @@ def _message(err: ErrorDetails) -> str:
         return (
             f"must be greater than {ctx['gt']}" if "gt" in ctx else f"must be at least {ctx['ge']}"
         )
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         return err["msg"].replace("Input should be", "expected")
     message = _MESSAGES.get(kind, err["msg"])
     # Never echo the input itself (it may be a secret); only say what YAML made of it.

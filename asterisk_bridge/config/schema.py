@@ -29,7 +29,9 @@ from pydantic import (
     model_validator,
 )
 
+from ..policy import hours
 from ..policy.hours import Schedule as HoursSchedule
+from ..policy.types import Distribution
 from . import formats
 
 
@@ -66,12 +68,12 @@ def _parsable_by(parse: Callable[[str], object]) -> Callable[[str], str]:
     return check
 
 
-Windows = Annotated[str, AfterValidator(_parsable_by(formats.parse_windows))]
+Windows = Annotated[str, AfterValidator(_parsable_by(hours.parse_windows))]
 Holiday = Annotated[
     str,
     # YAML reads an unquoted 2027-04-05 as a date; accept it as the ISO text it was.
     BeforeValidator(lambda v: v.isoformat() if isinstance(v, dt.date) else v),
-    AfterValidator(_parsable_by(formats.parse_holiday)),
+    AfterValidator(_parsable_by(hours.parse_holiday)),
 ]
 
 
@@ -213,7 +215,7 @@ class Employee(_Model):
 
 class Queue(_Model):
     members: Annotated[list[Ident], Field(min_length=1)]
-    distribution: Literal["evenly", "in_order", "all_at_once"] = "evenly"
+    distribution: Distribution = Distribution.EVENLY
     ring_time: Seconds = 15
     max_wait: Seconds = 120
     fallback: Action = _HANGUP
@@ -241,14 +243,6 @@ class Schedule(_Model):
         return HoursSchedule(
             timezone=self.timezone, week=dict(self.week), holidays=tuple(self.holidays)
         )
-
-    def open_windows(self) -> dict[str, list[tuple[dt.time, dt.time]]]:
-        """Parsed week; a day absent is closed (dt.time.max stands for 24:00)."""
-        return {day: formats.parse_windows(text) for day, text in self.week.items()}
-
-    def holiday_dates(self) -> list[dt.date | tuple[int, int]]:
-        """ISO dates, and (day, month) pairs that recur every year."""
-        return [formats.parse_holiday(text) for text in self.holidays]
 
 
 # --- numbers ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time
 from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,9 +26,6 @@ WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 END_OF_DAY = time.max
 """What "24:00" parses to: a window may run up to midnight, and it stays open until then."""
 
-# How far next_opening looks ahead: a full year (plus a leap day) covers every weekly
-# pattern and every yearly holiday, so "nothing within it" means "never".
-LOOKAHEAD_DAYS = 366
 
 _CLOCK = re.compile(r"(?P<h>[01]\d|2[0-4]):(?P<m>[0-5]\d)")
 _YEARLY = re.compile(r"(?P<d>\d{2})\.(?P<m>\d{2})")
@@ -141,24 +138,6 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r}") from None
 
 
-def check_schedule(schedule: Schedule) -> None:
-    """Raise ValueError for the first problem in `schedule`, for load-time checks.
-
-    is_open and next_opening raise the same errors, but a config checker wants them
-    before the first call rather than during one.
-    """
-    zone(schedule.timezone)
-    for key, text in schedule.week.items():
-        if key not in WEEKDAYS:
-            raise ValueError(f"unknown day {key!r}; use one of {', '.join(WEEKDAYS)}")
-        try:
-            parse_windows(text)
-        except ValueError as exc:
-            raise ValueError(f"{key}: {exc}") from None
-    for text in schedule.holidays:
-        parse_holiday(text)
-
-
 def _require_aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware; a naive time has no instant")
@@ -188,59 +167,3 @@ def is_open(schedule: Schedule | None, now: datetime) -> bool:
     local = now.astimezone(zone(schedule.timezone))
     clock = local.time().replace(tzinfo=None)
     return any(_inside(clock, w) for w in _day_windows(schedule, local.date()))
-
-
-def _first_instant_at_or_after(day: date, clock: time, tz: tzinfo) -> datetime:
-    """The earliest instant whose local wall time on `day` is `clock` or later.
-
-    Usually that is simply `clock` on `day`. When `clock` falls in a spring-forward gap
-    it never shows on the wall, so the answer is the transition instant itself (the wall
-    jumps from before `clock` to after it). Found by bisection between the two readings
-    of the gap time, because zoneinfo exposes no transition list.
-    """
-    naive = datetime.combine(day, clock)
-    candidate = naive.replace(tzinfo=tz)
-    if candidate.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == naive:
-        return candidate
-    # In a gap: fold=1 reads it with the later offset (an instant before the jump),
-    # fold=0 with the earlier one (an instant after it).
-    low = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    high = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    if low > high:
-        low, high = high, low
-    while high - low > timedelta(seconds=1):
-        middle = low + (high - low) / 2
-        if middle.astimezone(tz).replace(tzinfo=None) >= naive:
-            high = middle
-        else:
-            low = middle
-    return high.replace(microsecond=0).astimezone(tz)
-
-
-def next_opening(schedule: Schedule | None, now: datetime) -> datetime | None:
-    """The earliest instant at or after `now` when `is_open` holds, in the schedule's zone.
-
-    Returns `now` itself when already open (None schedule included), and None when the
-    schedule does not open within LOOKAHEAD_DAYS, i.e. never. Meant for messages such as
-    "we open at 09:00", so it is exact to the second, not the microsecond.
-    """
-    if schedule is None:
-        return now
-    _require_aware(now)
-    if is_open(schedule, now):
-        return now.astimezone(zone(schedule.timezone))
-    tz = zone(schedule.timezone)
-    # Compare instants in UTC: aware datetimes sharing a tzinfo compare by wall time and
-    # ignore `fold`, which would confuse the two passes of a fall-back hour.
-    instant = now.astimezone(UTC)
-    today = now.astimezone(tz).date()
-    for offset in range(LOOKAHEAD_DAYS + 1):
-        day = today + timedelta(days=offset)
-        for window in _day_windows(schedule, day):
-            first = _first_instant_at_or_after(day, window[0], tz)
-            # A start in a fall-back hour shows twice; the second pass may still be ahead.
-            for opening in (first, first.replace(fold=1)):
-                # The window may be over already, or swallowed whole by a DST gap.
-                if opening.astimezone(UTC) >= instant and is_open(schedule, opening):
-                    return opening.astimezone(UTC).astimezone(tz)
-    return None

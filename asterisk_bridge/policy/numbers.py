@@ -103,27 +103,6 @@ def employee_may_use(number_allowed: str | Sequence[str], employee: str) -> bool
     return employee in number_allowed
 
 
-def prefix_problem(prefix: str) -> str | None:
-    """Why `prefix` cannot be an outbound prefix, or None when it can (a load-time check).
-
-    Only keypad symbols 0-9 * # (never "+", which phones cannot always send), and a
-    digits-only prefix must not start with a country calling code, or "33612345678"
-    would be ambiguous between a prefix and an international number.
-    """
-    if not prefix:
-        return "an outbound prefix cannot be empty"
-    if not _PREFIX.fullmatch(prefix):
-        return f"outbound prefix {prefix!r} may only use the keypad symbols 0-9 * #"
-    if prefix.isdigit():
-        for code in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
-            if prefix.startswith(str(code)):
-                return (
-                    f"outbound prefix {prefix!r} starts with country calling code +{code}; "
-                    "start it with * or # instead"
-                )
-    return None
-
-
 def region_of_number(e164: str) -> str | None:
     """The ISO region of an E.164 number ("+33185000000" -> "FR"): national numbers an
     employee dials are read in the country of the line they call out on."""

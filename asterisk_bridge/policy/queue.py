@@ -12,31 +12,10 @@ store keeps it per queue so that round-robin spans calls, nodes and restarts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 
-ANNOUNCE_INTERVAL = 30.0
-"""Seconds between position announcements: often enough to reassure, rarely enough not
-to drown the hold music."""
-
-
-class Distribution(StrEnum):
-    """How a queue spreads calls (`queues.<id>.distribution`)."""
-
-    EVENLY = "evenly"  # round-robin across calls, one member at a time
-    IN_ORDER = "in_order"  # always from the first member, one at a time
-    ALL_AT_ONCE = "all_at_once"  # every available member at once, first to answer wins
-
-
-class Workday(StrEnum):
-    """An employee's workday state, as set by feature codes, the CLI or the API."""
-
-    NOT_STARTED = "not_started"
-    WORKING = "working"
-    PAUSED = "paused"
-    ENDED = "ended"
+from .types import Distribution as Distribution
+from .types import Workday as Workday
 
 
 def workday_of(state: str | None) -> Workday | None:
@@ -113,25 +92,6 @@ def ring_rounds(
     return [[m] for _, m in picked], (picked[0][0] + 1) % len(roster)
 
 
-def next_cursor(
-    members: Sequence[str],
-    distribution: Distribution | str,
-    cursor: int,
-    answered: str | None,
-) -> int:
-    """The cursor after a call ended, given who answered it (None: nobody).
-
-    For `evenly`, the next call starts just after the member who answered, so someone
-    who took a call after the first-rung member let it ring out is not first again on
-    the next one. Nobody answering, an answerer no longer in `members`, or another
-    distribution leaves `cursor` as `ring_rounds` returned it.
-    """
-    roster = _unique(members)
-    if Distribution(distribution) is not Distribution.EVENLY or answered not in roster:
-        return cursor
-    return (roster.index(answered) + 1) % len(roster)
-
-
 def ring_budget(*, ring_time: float, max_wait: float, waited: float) -> float:
     """Seconds the next round may ring: `ring_time`, cut short so `max_wait` holds.
 
@@ -139,28 +99,3 @@ def ring_budget(*, ring_time: float, max_wait: float, waited: float) -> float:
     held past `max_wait` just because a round had started.
     """
     return max(0.0, min(float(ring_time), float(max_wait) - float(waited)))
-
-
-@dataclass(frozen=True)
-class Announcements:
-    """How many position announcements are due by now, and when the next one is."""
-
-    due: int
-    next_at: float
-
-
-def position_announcements(
-    wait_started: float, now: float, interval: float = ANNOUNCE_INTERVAL
-) -> Announcements:
-    """Announcements due after waiting since `wait_started` (monotonic seconds).
-
-    One every `interval` seconds, the first after a full interval (a caller who is
-    answered at once hears none). The engine compares `due` with how many it made and
-    sleeps until `next_at`; computing both from the start time keeps the rhythm steady
-    however late a timer fires.
-    """
-    if interval <= 0:
-        raise ValueError("interval must be positive")
-    elapsed = max(0.0, now - wait_started)
-    due = math.floor(elapsed / interval)
-    return Announcements(due=due, next_at=wait_started + (due + 1) * interval)

@@ -7,9 +7,9 @@ with it, and so on until `Done`. The disposition is computed once, from the whol
 of results (`disposition`), instead of being set and overwritten along the way, so the
 precedence between "answered", "voicemail" and "abandoned" is one readable function.
 
-The rules encode the imperative engine as it was written (calls/inbound.py, actions.py,
-menu.py, crm_hooks.py, queue.py, forward.py), including the parts that are choices
-rather than obvious consequences of the SPEC:
+The rules are those the imperative engine had before this module replaced its routing
+(SPEC section 4 plus the choices below, which the README lists), including the parts
+that are choices rather than obvious consequences of the SPEC:
 
 * Once the IVR runs, nothing after it runs: the menu's chosen action (or its
   `on_failure`) decides everything. So every step made from an action (IVR option,

@@ -49,3 +49,41 @@ class Direction(StrEnum):
 
     CALLBACK = "callback"
     """numcfg called a client back after a missed call (SPEC section 4 step 11)."""
+
+
+class Distribution(StrEnum):
+    """How a queue spreads calls (`queues.<id>.distribution`)."""
+
+    EVENLY = "evenly"  # round-robin across calls, one member at a time
+    IN_ORDER = "in_order"  # always from the first member, one at a time
+    ALL_AT_ONCE = "all_at_once"  # every available member at once, first to answer wins
+
+
+class Workday(StrEnum):
+    """An employee's workday state, as set by feature codes, the CLI or the API.
+    NOT_STARTED is never stored: it is what no stored state means."""
+
+    NOT_STARTED = "not_started"
+    WORKING = "working"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
+STORED_WORKDAYS = frozenset({Workday.WORKING, Workday.PAUSED, Workday.ENDED})
+
+
+class NumberStatus(StrEnum):
+    """A number's lifecycle state (SPEC section 5: `numcfg number ...`)."""
+
+    ACTIVE = "active"
+    PENDING_DISCONNECT = "pending_disconnect"  # still takes calls for 24 h (undo possible)
+    DISCONNECTED = "disconnected"  # "not in service"
+
+
+class CallbackStatus(StrEnum):
+    """A callback job's state in the store."""
+
+    PENDING = "pending"  # due at `due_at`
+    IN_PROGRESS = "in_progress"  # claimed by a node, being tried
+    DONE = "done"  # the client was reached
+    FAILED = "failed"  # attempts ran out

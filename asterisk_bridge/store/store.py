@@ -25,6 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from asterisk_bridge.policy.types import STORED_WORKDAYS, Disposition, NumberStatus
 from asterisk_bridge.store.tables import (
     callbacks,
     calls,
@@ -64,8 +65,8 @@ CONFIG_CHANNEL: Final = "numcfg_config"
 # Connections from the write engine open SQLite transactions with BEGIN IMMEDIATE.
 _WRITE_OPTION: Final = "numcfg_write"
 
-WORKDAY_STATES: Final = frozenset({"working", "paused", "ended"})
-NUMBER_STATUSES: Final = frozenset({"active", "pending_disconnect", "disconnected"})
+WORKDAY_STATES: Final = frozenset(STORED_WORKDAYS)
+NUMBER_STATUSES: Final = frozenset(NumberStatus)
 # A pending CRM operation is retried until it succeeds or runs out of attempts (failed).
 CRM_PENDING_STATUSES: Final = frozenset({"pending", "failed"})
 CALL_KEYS: Final = (
@@ -181,7 +182,7 @@ class Store:
                 answered = _aware("answered_at", record.get("answered_at"))
                 record["ended_at"] = now
                 record["duration"] = round((now - (answered or started)).total_seconds())
-                record["disposition"] = "answered" if answered else "failed"
+                record["disposition"] = Disposition.ANSWERED if answered else Disposition.FAILED
                 record["route"] = [*record["route"], "interrupted"]
                 conn.execute(self._upsert_call(_call_row(record)))
                 conn.execute(sa.delete(open_calls).where(open_calls.c.call_id == call_id))

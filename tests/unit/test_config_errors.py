@@ -326,12 +326,12 @@ CASES: list[tuple[str, str, str]] = [
     (
         "holiday-invalid-day",
         more('schedules:\n  office:\n    holidays: ["31.02"]\n'),
-        "numcfg.yaml:15:16: schedules.office.holidays[0]: '31.02' is not a valid day and month",
+        "numcfg.yaml:15:16: schedules.office.holidays[0]: holiday '31.02' is not a real day DD.MM",
     ),
     (
         "holiday-format",
         more('schedules:\n  office:\n    holidays: ["12/25"]\n'),
-        "numcfg.yaml:15:16: schedules.office.holidays[0]: '12/25' is not a holiday",
+        "numcfg.yaml:15:16: schedules.office.holidays[0]: holiday '12/25' is neither DD.MM",
     ),
     (
         "window-backwards",
@@ -341,12 +341,12 @@ CASES: list[tuple[str, str, str]] = [
     (
         "window-overlap",
         more('schedules:\n  office:\n    week: {mon: "09:00-13:00,12:00-18:00"}\n'),
-        "numcfg.yaml:15:17: schedules.office.week.mon: windows overlap",
+        "numcfg.yaml:15:17: schedules.office.week.mon: windows in '09:00-13:00,12:00-18:00'",
     ),
     (
         "window-format",
         more('schedules:\n  office:\n    week: {mon: "9-18"}\n'),
-        "numcfg.yaml:15:17: schedules.office.week.mon: '9-18' is not an opening window",
+        "numcfg.yaml:15:17: schedules.office.week.mon: start '9' is not a time of day HH:MM",
     ),
     (
         "day-key",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pydantic
@@ -16,6 +17,7 @@ from asterisk_bridge.config import (
     load_config_text,
 )
 from asterisk_bridge.config.schema import HoldMusicFile, QueueAction, VoicemailAction
+from asterisk_bridge.policy.hours import is_open
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ENV = {"NUMCFG_ARI_PASSWORD": "ari-pass-123", "NUMCFG_API_TOKEN": "api-token-456"}
@@ -116,7 +118,7 @@ def test_relative_paths_resolve_beside_the_config() -> None:
     assert config.storage.voicemail == "/etc/numcfg/voicemail"
 
 
-def test_schedule_helpers_parse_windows_and_holidays() -> None:
+def test_a_schedule_is_parsed_once_by_the_policy_parser_it_is_checked_with() -> None:
     text = MINIMAL + (
         "schedules:\n  office:\n"
         '    week: {mon: "14:00-18:00,09:00-12:00", sat: "20:00-24:00"}\n'
@@ -124,14 +126,18 @@ def test_schedule_helpers_parse_windows_and_holidays() -> None:
     )
     schedule = load_config_text(text, env=ENV).schedules["office"]
     assert schedule.timezone == "UTC"
-    windows = schedule.open_windows()
-    assert [(str(a), str(b)) for a, b in windows["mon"]] == [
-        ("09:00:00", "12:00:00"),
-        ("14:00:00", "18:00:00"),
+    assert schedule.hours is schedule.hours  # built once per loaded config
+    assert schedule.hours.holidays == ("29.02", "2027-04-05")
+    monday = datetime(2026, 11, 30, tzinfo=UTC)
+    assert [is_open(schedule.hours, monday.replace(hour=h)) for h in (8, 9, 12, 13, 17)] == [
+        False,
+        True,
+        False,
+        False,
+        True,
     ]
-    assert str(windows["sat"][0][1]).startswith("23:59:59")
-    assert "sun" not in windows
-    assert [str(h) for h in schedule.holiday_dates()] == ["(29, 2)", "2027-04-05"]
+    assert is_open(schedule.hours, datetime(2026, 12, 5, 23, 59, tzinfo=UTC))  # 24:00
+    assert not is_open(schedule.hours, datetime(2027, 4, 5, 10, tzinfo=UTC))  # holiday
 
 
 def test_schedule_timezone_defaults_to_the_account_one() -> None:

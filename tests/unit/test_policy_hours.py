@@ -11,9 +11,7 @@ from asterisk_bridge.policy.hours import (
     END_OF_DAY,
     Holiday,
     Schedule,
-    check_schedule,
     is_open,
-    next_opening,
     parse_holiday,
     parse_windows,
 )
@@ -159,83 +157,6 @@ def test_special_schedules(schedule: Schedule | None, now: datetime, expected: b
 
 
 @pytest.mark.parametrize(
-    ("schedule", "now", "expected"),
-    [
-        pytest.param(
-            OFFICE, paris(2026, 11, 24, 10, 0), paris(2026, 11, 24, 10, 0), id="open now is now"
-        ),
-        pytest.param(
-            OFFICE, paris(2026, 11, 24, 7, 0), paris(2026, 11, 24, 9, 0), id="later the same day"
-        ),
-        pytest.param(
-            OFFICE, paris(2026, 11, 24, 18, 0), paris(2026, 11, 25, 9, 0), id="next morning"
-        ),
-        pytest.param(
-            OFFICE, paris(2026, 11, 27, 12, 0), paris(2026, 11, 27, 14, 0), id="after lunch"
-        ),
-        pytest.param(
-            OFFICE, paris(2026, 11, 27, 17, 0), paris(2026, 11, 30, 9, 0), id="over the weekend"
-        ),
-        pytest.param(
-            OFFICE, paris(2026, 12, 24, 18, 0), paris(2026, 12, 28, 9, 0), id="over christmas"
-        ),
-        pytest.param(OFFICE, utc(2026, 11, 24, 5, 0), paris(2026, 11, 24, 9, 0), id="asked in utc"),
-        pytest.param(
-            INSIDE_THE_GAP,
-            paris(2026, 3, 29, 0, 0),
-            paris(2026, 3, 30, 9, 0),
-            id="spring: a window swallowed by the gap is skipped",
-        ),
-        pytest.param(
-            INSIDE_THE_GAP,
-            paris(2026, 3, 22, 0, 0),
-            paris(2026, 3, 22, 2, 15),
-            id="the same window opens on an ordinary sunday",
-        ),
-        pytest.param(
-            Schedule(timezone="Europe/Paris", week={"sun": "02:30-05:00"}),
-            paris(2026, 3, 29, 0, 0),
-            paris(2026, 3, 29, 3, 0),
-            id="spring: start inside the gap opens at the jump",
-        ),
-        pytest.param(
-            Schedule(timezone="Europe/Paris", week={"sun": "02:30-05:00"}),
-            utc(2026, 10, 25, 1, 10),
-            paris(2026, 10, 25, 2, 30, fold=1),
-            id="fall: second pass of the opening time",
-        ),
-        pytest.param(
-            Schedule(timezone="Europe/Paris", week={}),
-            paris(2026, 11, 24, 10, 0),
-            None,
-            id="never open is none",
-        ),
-        pytest.param(
-            Schedule(timezone="Europe/Paris", week={"mon": "09:00-10:00"}, holidays=["2027-04-05"]),
-            paris(2027, 4, 5, 9, 30),
-            paris(2027, 4, 12, 9, 0),
-            id="one-off holiday skipped",
-        ),
-    ],
-)
-def test_next_opening(schedule: Schedule, now: datetime, expected: datetime | None) -> None:
-    found = next_opening(schedule, now)
-    if expected is None:
-        assert found is None
-    else:
-        assert found is not None
-        # Compare instants and the wall clock: same-zone datetimes compare ignoring fold.
-        assert found.astimezone(UTC) == expected.astimezone(UTC)
-        assert found.tzinfo == ZoneInfo(schedule.timezone)
-        assert is_open(schedule, found)
-
-
-def test_next_opening_without_schedule_is_now() -> None:
-    now = utc(2026, 1, 1, 3, 0)
-    assert next_opening(None, now) == now
-
-
-@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("09:00-18:00", [(time(9), time(18))]),
@@ -288,25 +209,6 @@ def test_parse_holiday_accepts(text: str, expected: Holiday) -> None:
 def test_parse_holiday_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="holiday"):
         parse_holiday(text)
-
-
-@pytest.mark.parametrize(
-    ("schedule", "message"),
-    [
-        (Schedule(timezone="Mars/Olympus", week={}), "unknown time zone"),
-        (Schedule(timezone="Europe/Paris", week={"monday": "09:00-18:00"}), "unknown day"),
-        (Schedule(timezone="Europe/Paris", week={"mon": "18:00-09:00"}), "mon: window"),
-        (Schedule(timezone="Europe/Paris", week={}, holidays=["32.12"]), "holiday"),
-    ],
-    ids=["bad zone", "bad day key", "bad window names the day", "bad holiday"],
-)
-def test_check_schedule_rejects(schedule: Schedule, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        check_schedule(schedule)
-
-
-def test_check_schedule_accepts_the_spec_example() -> None:
-    check_schedule(OFFICE)
 
 
 def test_naive_now_is_refused() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import pytest
@@ -13,7 +12,6 @@ from asterisk_bridge.policy.numbers import (
     is_e164,
     is_safe_dial_token,
     normalize_destination,
-    prefix_problem,
     select_outbound,
 )
 
@@ -133,27 +131,3 @@ def test_is_e164(text: str, expected: bool) -> None:
 )
 def test_employee_may_use(allowed: str | list[str], employee: str, expected: bool) -> None:
     assert employee_may_use(allowed, employee) is expected
-
-
-@pytest.mark.parametrize(
-    ("prefix", "problem"),
-    [
-        ("*123*", None),
-        ("#7", None),
-        ("0", None),
-        ("9", None),
-        ("", "cannot be empty"),
-        ("+1", "keypad symbols"),
-        ("*1a", "keypad symbols"),
-        ("33", r"country calling code \+33"),
-        ("1", r"country calling code \+1"),
-        ("905", r"country calling code \+90"),
-    ],
-)
-def test_prefix_problem(prefix: str, problem: str | None) -> None:
-    found = prefix_problem(prefix)
-    if problem is None:
-        assert found is None
-    else:
-        assert found is not None
-        assert re.search(problem, found)

@@ -7,12 +7,9 @@ from collections.abc import Collection
 import pytest
 
 from asterisk_bridge.policy.queue import (
-    Announcements,
     Distribution,
     Workday,
     may_ring,
-    next_cursor,
-    position_announcements,
     ring_budget,
     ring_rounds,
 )
@@ -165,23 +162,6 @@ def test_unknown_distribution_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("distribution", "cursor", "answered", "expected"),
-    [
-        pytest.param(Distribution.EVENLY, 1, "boris", 2, id="next call starts after answerer"),
-        pytest.param(Distribution.EVENLY, 1, "chloe", 0, id="answerer last in list wraps"),
-        pytest.param(Distribution.EVENLY, 1, None, 1, id="nobody answered keeps cursor"),
-        pytest.param(Distribution.EVENLY, 1, "zoe", 1, id="answerer not a member keeps cursor"),
-        pytest.param(Distribution.IN_ORDER, 0, "boris", 0, id="in_order has no cursor"),
-        pytest.param(Distribution.ALL_AT_ONCE, 0, "boris", 0, id="all_at_once has no cursor"),
-    ],
-)
-def test_next_cursor(
-    distribution: Distribution, cursor: int, answered: str | None, expected: int
-) -> None:
-    assert next_cursor(TEAM, distribution, cursor, answered) == expected
-
-
-@pytest.mark.parametrize(
     ("workday", "on_call", "skip_absent", "expected"),
     [
         pytest.param(Workday.WORKING, False, True, True, id="working and free"),
@@ -211,22 +191,3 @@ def test_may_ring(
 )
 def test_ring_budget(ring_time: float, max_wait: float, waited: float, expected: float) -> None:
     assert ring_budget(ring_time=ring_time, max_wait=max_wait, waited=waited) == expected
-
-
-@pytest.mark.parametrize(
-    ("now", "expected"),
-    [
-        pytest.param(100.0, Announcements(due=0, next_at=130.0), id="none at the start"),
-        pytest.param(129.9, Announcements(due=0, next_at=130.0), id="none before an interval"),
-        pytest.param(130.0, Announcements(due=1, next_at=160.0), id="first after an interval"),
-        pytest.param(195.0, Announcements(due=3, next_at=220.0), id="late timer stays on rhythm"),
-        pytest.param(90.0, Announcements(due=0, next_at=130.0), id="clock before start"),
-    ],
-)
-def test_position_announcements(now: float, expected: Announcements) -> None:
-    assert position_announcements(100.0, now) == expected
-
-
-def test_position_announcements_refuse_a_zero_interval() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        position_announcements(0.0, 10.0, interval=0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from ..store import Store
+from ...store import Store
 
 
 class Claims(Protocol):

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ...policy.types import Disposition
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -48,7 +50,7 @@ class CallRecord:
             "ended_at": ended.isoformat(),
             # Talk time for answered calls, whole call otherwise (what operators bill on).
             "duration": round((ended - (talk_start or self.started_at)).total_seconds()),
-            "disposition": self.disposition or "failed",
+            "disposition": self.disposition or Disposition.FAILED,
             "route": list(self.route),
             "recording": self.recording,
             "recording_skipped": self.recording_skipped,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from ..policy.numbers import allowed_external, is_e164
-from .call import Call
-from .connect import RingOutcome, ring
-from .employees import Reach, talk
+from ...policy.numbers import allowed_external, is_e164
+from ..core.call import Call
+from ..core.connect import RingOutcome, ring
+from ..core.employees import Reach, talk
 
 log = logging.getLogger("numcfg.calls")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..ari.client import RecordOptions
-from ..ari.record import RecordResult, discard_stored, start_recording
-from .audio import keep_recording
-from .call import Call
+from ...ari.client import RecordOptions
+from ...ari.record import RecordResult, discard_stored, start_recording
+from ..core.audio import keep_recording
+from ..core.call import Call
 
 log = logging.getLogger("numcfg.calls")
 

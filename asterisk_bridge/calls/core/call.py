@@ -7,12 +7,13 @@ import contextlib
 import logging
 from typing import Any
 
-from ..ari.errors import AriError, AriNotFound
-from ..ari.inbox import Inbox, Kind, new_id
-from ..ari.media import PlayResult, Status, play
+from ...ari.errors import AriError, AriNotFound
+from ...ari.inbox import Inbox, Kind, new_id
+from ...ari.media import PlayResult, Status, play
+from ...policy.types import Disposition
+from ..features.recording import Recorder
 from .context import Services
-from .record import CallRecord, now
-from .recording import Recorder
+from .details import CallRecord, now
 
 log = logging.getLogger("numcfg.calls")
 
@@ -150,7 +151,7 @@ class Call:
             with contextlib.suppress(AriError):
                 await self.client.destroy_bridge(bridge)
         self.record.ended_at = now()
-        self.services.metrics.call_finished(self.record.disposition or "failed")
+        self.services.metrics.call_finished(self.record.disposition or Disposition.FAILED)
         if not self.persist:
             return
         details = self.record.as_dict()

@@ -9,18 +9,23 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 
-from ..ari.errors import AriError, AriNotFound
-from ..ari.events import (
+from ...ari.errors import AriError, AriNotFound
+from ...ari.events import (
     BridgeDestroyed,
     ChannelDestroyed,
     ChannelHangupRequest,
+    ChannelState,
     ChannelStateChange,
     Dial,
+    DialStatus,
     Event,
+    HangupKind,
     StasisEnd,
     StasisStart,
+    dial_kind,
+    hangup_kind,
 )
-from ..ari.inbox import Kind, Subscription, new_id
+from ...ari.inbox import Kind, Subscription, new_id
 from .call import Call
 
 log = logging.getLogger("numcfg.calls")
@@ -30,8 +35,13 @@ log = logging.getLogger("numcfg.calls")
 DIAL_GUARD_SECONDS = 5.0
 # A created channel enters Stasis within milliseconds on a local Asterisk.
 LEG_STASIS_SECONDS = 5.0
-# Hangup causes (Q.850) that mean "busy or refused" rather than "nobody answered".
-BUSY_CAUSES = {17, 21}
+# How a leg's end (its hangup cause, or its Dial status) counts for the flow.
+_OUTCOME_OF_KIND = {
+    HangupKind.BUSY: "busy",
+    HangupKind.NO_ANSWER: "no_answer",
+    HangupKind.NORMAL: "no_answer",  # cleared before answering: nobody took it
+    HangupKind.UNAVAILABLE: "failed",
+}
 
 
 class RingOutcome(Enum):
@@ -133,8 +143,8 @@ async def wait_in_stasis(call: Call, leg_events: Subscription, leg_id: str) -> N
     raise AriError(0, "leg never entered Stasis", method="POST", path="dial")
 
 
-def _ended_outcome(cause: int) -> RingOutcome:
-    return RingOutcome.BUSY if cause in BUSY_CAUSES else RingOutcome.NO_ANSWER
+def _outcome_of(kind: HangupKind) -> RingOutcome:
+    return RingOutcome(_OUTCOME_OF_KIND[kind])
 
 
 async def await_answer(
@@ -159,23 +169,19 @@ async def await_answer(
         match event:
             case StasisStart(channel=ch) if ch.id == leg_id and answered_on_stasis:
                 return RingOutcome.ANSWERED
-            case Dial(peer=peer, dialstatus=status) if peer.id == leg_id:
-                if status == "ANSWER" and not answered_on_stasis:
+            case Dial(peer=peer) as dial if peer.id == leg_id:
+                if dial.status is DialStatus.ANSWER and not answered_on_stasis:
                     return RingOutcome.ANSWERED
-                if status in ("BUSY", "CONGESTION"):
-                    return RingOutcome.BUSY
-                if status in ("NOANSWER", "CANCEL"):
-                    return RingOutcome.NO_ANSWER
-                if status == "CHANUNAVAIL":
-                    return RingOutcome.FAILED
+                if (kind := dial_kind(dial.status)) is not None:
+                    return _outcome_of(kind)
             case ChannelStateChange(channel=ch) if (
-                ch.id == leg_id and ch.state == "Up" and not answered_on_stasis
+                ch.id == leg_id and ch.channel_state is ChannelState.UP and not answered_on_stasis
             ):
                 return RingOutcome.ANSWERED
             case ChannelDestroyed(channel=ch, cause=cause) if ch.id == leg_id:
-                return _ended_outcome(cause)
+                return _outcome_of(hangup_kind(cause))
             case ChannelHangupRequest(channel=ch, cause=cause) if ch.id == leg_id:
-                return _ended_outcome(cause)
+                return _outcome_of(hangup_kind(cause))
             case StasisEnd(channel=ch) if ch.id == leg_id:
                 return RingOutcome.NO_ANSWER
 
@@ -225,9 +231,6 @@ async def bridge_and_talk(call: Call, leg: Leg) -> TalkEnd:
     return ended
 
 
-_LEG_FAILED = ("BUSY", "NOANSWER", "CANCEL", "CHANUNAVAIL", "CONGESTION")
-
-
 async def ring_many(
     call: Call, endpoints: dict[str, str], *, ring_time: float
 ) -> tuple[str, Leg] | None:
@@ -254,9 +257,7 @@ async def ring_many(
             match await events.next(remaining):
                 case StasisStart(channel=ch) if ch.id in legs:
                     winner = ch.id  # an originated leg enters our app when answered
-                case Dial(peer=peer, dialstatus=status) if (
-                    peer.id in legs and status in _LEG_FAILED
-                ):
+                case Dial(peer=peer) as dial if peer.id in legs and dial_kind(dial.status):
                     await _drop_leg(call, peer.id)
                     legs.pop(peer.id, None)
                 case ChannelDestroyed(channel=ch) if ch.id in legs:

@@ -9,9 +9,9 @@ import os
 import wave
 from pathlib import Path
 
-from ..ari.client import AriClient
-from ..ari.errors import AriError
-from ..ari.record import discard_stored, fetch_stored
+from ...ari.client import AriClient
+from ...ari.errors import AriError
+from ...ari.record import discard_stored, fetch_stored
 
 log = logging.getLogger("numcfg.calls")
 

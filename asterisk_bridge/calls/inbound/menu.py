@@ -6,10 +6,10 @@ import functools
 import logging
 from collections.abc import Callable
 
-from ..ari.media import Status, wait_digits
-from ..config.schema import Action, MenuAction, RepeatAction
-from ..policy.digits import Match, MatchStatus, match_menu, match_on_timeout
-from .call import Call
+from ...ari.media import Status, wait_digits
+from ...config.schema import Action, MenuAction, RepeatAction
+from ...policy.digits import Match, MatchStatus, match_menu, match_on_timeout
+from ..core.call import Call
 
 log = logging.getLogger("numcfg.calls")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..crm import CallInfo
-from ..policy.queue import may_ring, workday_of
-from .call import Call
+from ...crm import CallInfo
+from ...policy.queue import may_ring, workday_of
+from ..core.call import Call
 
 log = logging.getLogger("numcfg.calls")
 

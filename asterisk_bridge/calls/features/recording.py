@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..ari.client import RecordOptions
-from ..ari.record import Recording, RecordResult, discard_stored, start_recording
-from ..policy.quota import MONTHLY_RECORDING_QUOTA, quota_period, recording_decision
-from .audio import keep_recording
+from ...ari.client import RecordOptions
+from ...ari.record import Recording, RecordResult, discard_stored, start_recording
+from ...policy.quota import MONTHLY_RECORDING_QUOTA, quota_period, recording_decision
+from ..core.audio import keep_recording
 
 if TYPE_CHECKING:
     from .call import Call

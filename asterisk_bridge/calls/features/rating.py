@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from ..ari.media import Status, wait_digits
-from ..policy.rating import parse_rating
-from .call import Call
+from ...ari.media import Status, wait_digits
+from ...policy.rating import parse_rating
+from ..core.call import Call
 
 log = logging.getLogger("numcfg.calls")
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..ari.client import AriClient
-from ..ari.router import EventRouter
+from ...ari.client import AriClient
+from ...ari.router import EventRouter
 from .claims import Claims, MemoryClaims
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..crm import CrmService
     from ..metrics import Metrics
     from ..store import Store
+    from .queue import QueueState
 
 
 class CallObserver(Protocol):
@@ -29,7 +30,22 @@ class CallObserver(Protocol):
 
 
 @dataclass(kw_only=True)
+class Runtime:
+    """What changes while the app runs, shared by the calls of this node. Kept apart from
+    the dependencies below, which are set once by app.py."""
+
+    # Call coroutines in progress (and callback attempts), so a drain can wait for them.
+    active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    # SIGTERM received: new inbound calls go to the backup branch, no new callback job.
+    draining: bool = False
+    # Waiting lines per queue on this node, first come first served.
+    queues: dict[str, QueueState] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
 class Services:
+    """The dependencies of every call, plus the node's `runtime` state."""
+
     client: AriClient
     router: EventRouter
     config_holder: ConfigHolder
@@ -39,18 +55,27 @@ class Services:
     # Calls in progress are noted in the store under this key (host and ARI app: two
     # nodes on one host never close each other's calls).
     journal_node: str = ""
-    active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
-    draining: bool = False
     crm: CrmService | None = None
     observers: tuple[CallObserver, ...] = ()
     # Sets an employee's workday from a feature code (admin.set_workday, given by app.py:
     # the engine does not import the admin layer).
     set_workday: Callable[..., Any] | None = None
     claims: Claims = field(default_factory=lambda: MemoryClaims())
-    # Waiting lines per queue on this node (calls.queue.QueueState), first come first served.
-    queues: dict[str, Any] = field(default_factory=dict)
     # Tests fix the clock to check working hours and quota months deterministically.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    runtime: Runtime = field(default_factory=Runtime)
+
+    @property
+    def active(self) -> dict[str, asyncio.Task[Any]]:
+        return self.runtime.active
+
+    @property
+    def draining(self) -> bool:
+        return self.runtime.draining
+
+    @property
+    def queues(self) -> dict[str, QueueState]:
+        return self.runtime.queues
 
     async def db(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a (short, sync) store method off the event loop."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import re
 
-from ..ari.errors import AriError
-from ..ari.media import Status, wait_digits
-from ..config.schema import HoldMusicLanguage, Number
-from ..lifecycle import effective_status
-from ..policy.digits import MatchStatus, extension_on_timeout, match_extension
-from ..policy.hours import is_open
-from ..policy.route import (
+from ...ari.errors import AriError
+from ...ari.media import Status, wait_digits
+from ...config.schema import HoldMusicLanguage, Number
+from ...lifecycle import effective_status
+from ...policy.digits import MatchStatus, extension_on_timeout, match_extension
+from ...policy.hours import is_open
+from ...policy.route import (
     NOT_IN_SERVICE,
     RECORDING_WARNING,
     CrmLookup,
@@ -38,14 +38,14 @@ from ..policy.route import (
     first_step,
     next_step,
 )
-from ..policy.types import Direction, Disposition
-from .call import Call
-from .callback import missed_call_callback
-from .crm_hooks import call_started, crm_responsible
-from .employees import Reach, ring_employee
+from ...policy.types import Direction, Disposition
+from ..callback import missed_call_callback
+from ..core.call import Call
+from ..core.employees import Reach, ring_employee
+from ..features.crm_journal import call_started, crm_responsible
+from ..queue import run_queue
 from .forward import forward, forward_to_mobile
 from .menu import digits_done, run_menu
-from .queue import run_queue
 from .voicemail import leave_voicemail
 
 log = logging.getLogger("numcfg.calls")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from enum import Enum
 
+from ..features.rating import ask_rating
 from .call import Call
 from .connect import Leg, RingOutcome, TalkEnd, bridge_and_talk, ring
-from .rating import ask_rating
-from .record import now
+from .details import now
 
 log = logging.getLogger("numcfg.calls")
 
