@@ -96,6 +96,7 @@ class App:
             lambda: 1.0 if self.config_holder.last_error else 0.0
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._reloads: set[asyncio.Task[bool]] = set()
         self._stack: contextlib.AsyncExitStack | None = None
         self._stopped = asyncio.Event()
 
@@ -268,6 +269,11 @@ class App:
     def reload(self) -> bool:
         return self.config_holder.reload()
 
+    def _reload_in_background(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.config_holder.reload_async())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
     async def drain(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:
         """Let calls in progress finish (new inbound calls go to the backup branch)."""
         self.services.runtime.draining = True
@@ -287,7 +293,8 @@ class App:
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        # Parsed in a thread (reload_async): a SIGHUP never stalls the calls in progress.
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
         loop.add_signal_handler(signal.SIGTERM, self._stopped.set)
         loop.add_signal_handler(signal.SIGINT, self._stopped.set)
         async with self:

@@ -7,6 +7,7 @@ validation changes nothing but last_error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,8 @@ from .loader import load_config, load_config_text
 from .schema import Config
 
 log = logging.getLogger("numcfg.config")
+# A config loads in milliseconds; one that takes this long is hostile or broken.
+RELOAD_DEADLINE_SECONDS = 10.0
 # watchfiles logs every change set at INFO; the reloads we log say what matters.
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
@@ -35,19 +38,44 @@ class ConfigHolder:
         try:
             config = load_config(self.path, env=self._env)
         except ConfigError as exc:
-            self.last_error = exc.issues
+            return self._keep(exc.issues, "reload from the file")
+        return self._swap(config, str(self.path))
+
+    async def reload_async(self) -> bool:
+        """reload(), with the parsing in a thread: the event loop (and every call on it)
+        never waits for it. Past RELOAD_DEADLINE_SECONDS the attempt is abandoned and the
+        current config kept (the loader's size and expansion caps bound the thread too)."""
+        try:
+            async with asyncio.timeout(RELOAD_DEADLINE_SECONDS):
+                config = await asyncio.to_thread(load_config, self.path, env=self._env)
+        except ConfigError as exc:
+            return self._keep(exc.issues, "reload from the file")
+        except TimeoutError:
             log.error(
-                "config reload failed, keeping generation %d: %d issue(s)",
+                "config reload took over %.0fs; keeping generation %d",
+                RELOAD_DEADLINE_SECONDS,
                 self.generation,
-                len(exc.issues),
             )
-            for issue in exc.issues:
-                log.error("%s", issue)
             return False
+        return self._swap(config, str(self.path))
+
+    def _keep(self, issues: list[ConfigIssue], what: str) -> bool:
+        self.last_error = issues
+        log.error(
+            "config %s failed, keeping generation %d: %d issue(s)",
+            what,
+            self.generation,
+            len(issues),
+        )
+        for issue in issues:
+            log.error("%s", issue)
+        return False
+
+    def _swap(self, config: Config, origin: str) -> bool:
         self.current = config
         self.last_error = None
         self.generation += 1
-        log.info("config reloaded from %s (generation %d)", self.path, self.generation)
+        log.info("config loaded from %s (generation %d)", origin, self.generation)
         return True
 
     def reload_text(self, text: str, origin: str) -> bool:
@@ -61,22 +89,9 @@ class ConfigHolder:
                 text, filename=origin, env=self._env, base_dir=self.path.resolve().parent
             )
         except ConfigError as exc:
-            self.last_error = exc.issues
-            log.error(
-                "config %s rejected, keeping generation %d: %d issue(s)",
-                origin,
-                self.generation,
-                len(exc.issues),
-            )
-            for issue in exc.issues:
-                log.error("%s", issue)
-            return False
+            return self._keep(exc.issues, f"from {origin}")
         config._source_path = self.path.resolve()
-        self.current = config
-        self.last_error = None
-        self.generation += 1
-        log.info("config loaded from %s (generation %d)", origin, self.generation)
-        return True
+        return self._swap(config, origin)
 
     async def watch(self) -> None:
         """Reload whenever the file changes; runs until cancelled.
@@ -95,4 +110,4 @@ class ConfigHolder:
             recursive=False,
             watch_filter=lambda _change, changed: Path(changed).name == name,
         ):
-            self.reload()
+            await self.reload_async()

@@ -55,6 +55,11 @@ class Document:
     secrets: set[str] = field(default_factory=set)
 
 
+# The biggest real config (hundreds of numbers and employees) is well under both.
+MAX_CONFIG_CHARS = 4 * 1024 * 1024
+MAX_CONFIG_VALUES = 50_000
+
+
 class YamlSyntaxError(Exception):
     def __init__(self, pos: Pos, message: str) -> None:
         super().__init__(message)
@@ -63,7 +68,13 @@ class YamlSyntaxError(Exception):
 
 
 def parse(text: str, env: Mapping[str, str]) -> Document:
-    """Parse one YAML document; raises YamlSyntaxError when it is not YAML at all."""
+    """Parse one YAML document; raises YamlSyntaxError when it is not YAML at all, or
+    when it is too big to be a config (a size cap, and a cap on the values it expands to,
+    so a few hundred bytes of nested aliases cannot take minutes of CPU)."""
+    if len(text) > MAX_CONFIG_CHARS:
+        raise YamlSyntaxError(
+            Pos(1, 1), f"the file is {len(text)} characters; a config is at most {MAX_CONFIG_CHARS}"
+        )
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -86,8 +97,17 @@ class _Builder:
         self.loader = loader
         self.env = env
         self.doc = doc
+        self.values = 0
 
     def build(self, node: yaml.Node, path: KeyPath, key: Pos | None = None) -> Any:
+        self.values += 1
+        if self.values > MAX_CONFIG_VALUES:
+            # An alias is the same node again: nested ones multiply (a "billion laughs").
+            raise YamlSyntaxError(
+                Pos.of(node.start_mark),
+                f"the document expands to more than {MAX_CONFIG_VALUES} values "
+                "(aliases nested inside aliases?); a config is far smaller",
+            )
         self.doc.marks[path] = Marks(key=key, value=Pos.of(node.start_mark))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
