@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from datetime import datetime
 
-from . import cli_admin, cli_crm, cli_holdmusic
+from . import cli_admin, cli_crm, cli_holdmusic, logs
 from .app import run_app
 from .cli_common import config_arg, default_config_path, load_config_or_exit
 from .config import ConfigError, config_json_schema, render_dialplan
@@ -104,10 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(verbose=args.verbose)
     return int(args.func(args) or 0)
 
 

@@ -1,0 +1,38 @@
+"""Repeated warnings are collapsed with a count (issue 17: a run of websocket cuts wrote
+74,000 warning lines)."""
+
+from __future__ import annotations
+
+import logging
+
+from asterisk_bridge.logs import RepeatCollapser
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record(msg: str, *args: object, level: int = logging.WARNING) -> logging.LogRecord:
+    return logging.LogRecord("numcfg.ari", level, __file__, 1, msg, args, None)
+
+
+def test_a_burst_of_one_warning_is_one_line_then_one_line_with_the_count() -> None:
+    clock = Clock()
+    collapse = RepeatCollapser(window=30, clock=clock)
+    passed = [collapse.filter(record("connection failed: %s", "refused")) for _ in range(1000)]
+    assert passed.count(True) == 1
+    clock.now = 31
+    again = record("connection failed: %s", "refused")
+    assert collapse.filter(again)
+    assert again.getMessage() == "connection failed: refused (999 more like this before)"
+
+
+def test_different_messages_and_info_records_are_never_collapsed() -> None:
+    collapse = RepeatCollapser(window=30, clock=Clock())
+    assert collapse.filter(record("call %s: recording failed", "a"))
+    assert collapse.filter(record("call %s: recording failed", "b"))
+    assert all(collapse.filter(record("call reconnected", level=logging.INFO)) for _ in range(5))
