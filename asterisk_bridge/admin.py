@@ -32,7 +32,9 @@ from .lifecycle import (
     reconnect_allowed_at,
 )
 from .policy.numbers import allowed_external
-from .store import Store
+from .policy.types import NumberStatus, Workday
+from .store import CallbackJob, Store
+from .store.rows import iso
 
 # The API request waits for the relay; a dead one must not hold the disconnect for long.
 SMTP_TIMEOUT_S: Final = 10.0
@@ -60,7 +62,7 @@ class EmailError(Exception):
 
 
 def employee_views(config: Config, store: Store) -> list[dict[str, Any]]:
-    states = store.workdays()
+    states = store.people.workdays()
     return [_employee_view(config, eid, states.get(eid)) for eid in config.employees]
 
 
@@ -70,8 +72,8 @@ def set_workday(store: Store, config: Config, employee_id: str, action: str) -> 
         raise NotFound(f"unknown employee {employee_id!r}")
     # Read then write, not one statement: two people changing one employee's state at the
     # same instant is not a case worth a lock, and either order leaves a valid state.
-    new_state = apply_workday_action(store.get_workday(employee_id), action)
-    store.set_workday(employee_id, new_state)
+    new_state = apply_workday_action(store.people.workday(employee_id), action)
+    store.people.set_workday(employee_id, Workday(new_state))
     return _employee_view(config, employee_id, new_state)
 
 
@@ -95,14 +97,14 @@ def number_views(config: Config, store: Store, now: datetime) -> list[dict[str, 
 def number_view(config: Config, store: Store, number_id: str, now: datetime) -> dict[str, Any]:
     """Settings as configured (the Number model holds no secrets) and lifecycle status."""
     number = _number(config, number_id)
-    state = store.get_number_state(number_id)
+    state = store.numbers.state(number_id)
     status = effective_status(state, now)
-    lifecycle: dict[str, Any] = {"changed_at": state["changed_at"]}
+    lifecycle: dict[str, Any] = {"changed_at": iso(state.changed_at)}
     if status == "pending_disconnect":
-        lifecycle["undo_until"] = _iso(disconnected_at(state))
+        lifecycle["undo_until"] = iso(disconnected_at(state))
     if status == "disconnected":
-        lifecycle["disconnected_at"] = _iso(disconnected_at(state))
-        lifecycle["reconnect_allowed_at"] = _iso(reconnect_allowed_at(state))
+        lifecycle["disconnected_at"] = iso(disconnected_at(state))
+        lifecycle["reconnect_allowed_at"] = iso(reconnect_allowed_at(state))
     return {
         "id": number_id,
         "number": number.number,
@@ -122,9 +124,11 @@ def disconnect_number(
     itself (the only other way to undo) and the reason the email failed.
     """
     number = _number(config, number_id)
-    check_disconnect(store.get_number_state(number_id), now)
+    check_disconnect(store.numbers.state(number_id), now)
     token = secrets.token_urlsafe(UNDO_TOKEN_BYTES)
-    store.set_number_state(number_id, "pending_disconnect", undo_token=token, changed_at=now)
+    store.numbers.set_state(
+        number_id, NumberStatus.PENDING_DISCONNECT, undo_token=token, changed_at=now
+    )
     view = number_view(config, store, number_id, now)
     try:
         send_disconnect_email(config, number_id, number.number, token, view["lifecycle"])
@@ -137,15 +141,15 @@ def undo_disconnect(
     store: Store, config: Config, number_id: str, token: str, now: datetime
 ) -> dict[str, Any]:
     _number(config, number_id)
-    check_undo(store.get_number_state(number_id), token, now)
-    store.set_number_state(number_id, "active", undo_token=None, changed_at=now)
+    check_undo(store.numbers.state(number_id), token, now)
+    store.numbers.set_state(number_id, NumberStatus.ACTIVE, undo_token=None, changed_at=now)
     return number_view(config, store, number_id, now)
 
 
 def reconnect_number(store: Store, config: Config, number_id: str, now: datetime) -> dict[str, Any]:
     _number(config, number_id)
-    check_reconnect(store.get_number_state(number_id), now)
-    store.set_number_state(number_id, "active", undo_token=None, changed_at=now)
+    check_reconnect(store.numbers.state(number_id), now)
+    store.numbers.set_state(number_id, NumberStatus.ACTIVE, undo_token=None, changed_at=now)
     return number_view(config, store, number_id, now)
 
 
@@ -202,7 +206,7 @@ def _reason(exc: BaseException) -> str:
 
 def request_callback(
     store: Store, config: Config, number_id: str, phone: object, now: datetime
-) -> dict[str, Any]:
+) -> CallbackJob:
     """Queue a callback from `number_id` to `phone`, first attempt at once.
 
     A number without `callback:` still accepts a request by hand, with the default 3
@@ -220,10 +224,10 @@ def request_callback(
         raise InvalidRequest(f"phone: {exc}") from None
     if not allowed_external(phone, config.account.external_allowlist):
         raise InvalidRequest(f"phone: {phone} is not inside account.external_allowlist")
-    if effective_status(store.get_number_state(number_id), now) == "disconnected":
+    if effective_status(store.numbers.state(number_id), now) == "disconnected":
         raise NumberStateError(f"the number {number_id!r} is disconnected")
     settings = number.callback or DEFAULT_CALLBACK
-    job_id = store.add_callback(
+    return store.callbacks.add(
         number=number_id,
         phone=phone,
         attempts=settings.attempts,
@@ -231,9 +235,3 @@ def request_callback(
         due_at=now,
         reason="requested",
     )
-    # The store has no lookup by id; requested jobs are rare, so the scan is cheap enough.
-    return next(job for job in store.list_callbacks() if job["id"] == job_id)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

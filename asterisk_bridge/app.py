@@ -159,7 +159,10 @@ class App:
         stack.push_async_callback(asyncio.to_thread, self.store.close)
         stack.push_async_callback(self.client.close)
         stack.push_async_callback(self._close_crm)
-        await asyncio.to_thread(self.store.release_node_claims, self.services.node)
+        await asyncio.to_thread(self.store.people.release_node, self.services.node)
+        await asyncio.to_thread(
+            self.store.callbacks.requeue_node, self.services.node, now=self.services.clock()
+        )
         await self._close_interrupted_calls()
         self._background(stack, self.stream.run(), "ari-events", before=self.stream.stop)
         self._background(stack, self._watch_config(), "config-watch")
@@ -179,7 +182,7 @@ class App:
         """Calls this node had up when it was killed get their details now."""
         try:
             closed = await asyncio.to_thread(
-                self.store.close_interrupted_calls,
+                self.store.calls.close_interrupted,
                 node=self.services.journal_node,
                 now=self.services.clock(),
             )

@@ -51,9 +51,10 @@ def cmd_calls(args: argparse.Namespace) -> int:
     store = open_store(config.store)
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
-        calls = store.list_calls(number=args.number, since=since, limit=args.limit)
+        details = store.calls.recent(number=args.number, since=since, limit=args.limit)
     finally:
         store.close()
+    calls = [call.to_json() for call in details]
     if args.json:
         print(json.dumps({"calls": calls}, indent=2))
         return 0

@@ -98,7 +98,7 @@ def cmd_callback(args: argparse.Namespace) -> int:
         )
     if job is None:
         return 1
-    print(json.dumps(job, indent=2))
+    print(json.dumps(job.to_json(), indent=2))
     return 0
 
 
@@ -119,7 +119,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     url = args.store or config.store
     store = open_store(url)
     try:
-        version = store.publish_config(text)
+        version = store.config_versions.publish(text)
     finally:
         store.close()
     print(f"{path}: published as version {version}")

@@ -58,7 +58,7 @@ def cmd_crm_import(args: argparse.Namespace) -> int:
     store = open_store(config.store)
     try:
         for fields in contacts:
-            store.add_contact(**fields)
+            store.crm.add_contact(**fields)
     finally:
         store.close()
     for line, reason in refused:

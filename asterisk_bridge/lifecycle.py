@@ -1,7 +1,8 @@
 """Rules for the state an operator changes by hand: workdays and the number lifecycle.
 
-Pure: no store, no clock, no I/O. Every function takes the facts it needs (the current
-state, `now`) and returns a decision or raises a LifecycleError, so the CLI, the HTTP API
+Pure: no store access (only its row types), no clock, no I/O. Every function takes the
+facts it needs (the current state, `now`) and returns a decision or raises a
+LifecycleError, so the CLI, the HTTP API
 and the phone's feature codes apply exactly the same rules. Each error carries the HTTP
 status the API answers with and a stable code, so callers never re-derive them.
 """
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 import calendar
 import hmac
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from .policy.types import NumberStatus
+from .store.rows import NumberState
 
 # SPEC §6: "undo within 24 h restores it; after 24 h the number is disconnected".
 UNDO_WINDOW: Final = timedelta(hours=24)
@@ -111,16 +112,16 @@ def workday_action_for_state(state: object) -> str:
 # -- number lifecycle -------------------------------------------------------------------
 
 
-def effective_status(state: Mapping[str, Any], now: datetime) -> NumberStatus:
-    """The status a call or a listing sees at `now`; `state` is Store.get_number_state().
+def effective_status(state: NumberState, now: datetime) -> NumberStatus:
+    """The status a call or a listing sees at `now`; `state` is store.numbers.state().
 
     A pending disconnection becomes final when its undo window closes; this is computed
     on read so no background job has to flip it at the right moment on the right node.
     A number pending disconnection still takes calls.
     """
-    status = state.get("status", NumberStatus.ACTIVE)
+    status = state.status
     if status == NumberStatus.PENDING_DISCONNECT:
-        changed = _changed_at(state)
+        changed = state.changed_at
         if changed is not None and now >= changed + UNDO_WINDOW:
             return NumberStatus.DISCONNECTED
         return NumberStatus.PENDING_DISCONNECT
@@ -129,24 +130,24 @@ def effective_status(state: Mapping[str, Any], now: datetime) -> NumberStatus:
     return NumberStatus.ACTIVE
 
 
-def disconnected_at(state: Mapping[str, Any]) -> datetime | None:
+def disconnected_at(state: NumberState) -> datetime | None:
     """When the number is (or will be) disconnected for good; None when active."""
-    changed = _changed_at(state)
+    changed = state.changed_at
     if changed is None:
         return None
-    if state.get("status") == "pending_disconnect":
+    if state.status == NumberStatus.PENDING_DISCONNECT:
         return changed + UNDO_WINDOW
-    if state.get("status") == "disconnected":
+    if state.status == NumberStatus.DISCONNECTED:
         return changed
     return None
 
 
-def reconnect_allowed_at(state: Mapping[str, Any]) -> datetime | None:
+def reconnect_allowed_at(state: NumberState) -> datetime | None:
     gone = disconnected_at(state)
     return None if gone is None else add_months(gone, RECONNECT_AFTER_MONTHS)
 
 
-def check_disconnect(state: Mapping[str, Any], now: datetime) -> None:
+def check_disconnect(state: NumberState, now: datetime) -> None:
     """Refuse to disconnect a number that is already on its way out."""
     status = effective_status(state, now)
     if status == "pending_disconnect":
@@ -155,11 +156,11 @@ def check_disconnect(state: Mapping[str, Any], now: datetime) -> None:
         raise NumberStateError("the number is already disconnected")
 
 
-def check_undo(state: Mapping[str, Any], token: str, now: datetime) -> None:
+def check_undo(state: NumberState, token: str, now: datetime) -> None:
     """Allow undo with the emailed token while the 24 h window is open."""
-    if state.get("status") not in ("pending_disconnect", "disconnected"):
+    if state.status not in (NumberStatus.PENDING_DISCONNECT, NumberStatus.DISCONNECTED):
         raise NumberStateError("the number is active: there is no disconnection to undo")
-    expected = state.get("undo_token") or ""
+    expected = state.undo_token or ""
     # Constant time: the token is the only thing guarding the undo.
     if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
         raise WrongUndoToken("wrong undo token")
@@ -169,7 +170,7 @@ def check_undo(state: Mapping[str, Any], token: str, now: datetime) -> None:
         raise UndoExpired(f"the 24 h undo window closed{when}; the number is disconnected")
 
 
-def check_reconnect(state: Mapping[str, Any], now: datetime) -> None:
+def check_reconnect(state: NumberState, now: datetime) -> None:
     """Allow reconnection 3 calendar months after the number was disconnected."""
     status = effective_status(state, now)
     if status == "active":
@@ -191,10 +192,3 @@ def add_months(moment: datetime, months: int) -> datetime:
     year, month = moment.year + index // 12, index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
-
-
-def _changed_at(state: Mapping[str, Any]) -> datetime | None:
-    value = state.get("changed_at")
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value)

@@ -27,11 +27,11 @@ def add_routes(api: web.Application, app_state: Any) -> None:
         job = await run_admin(
             admin.request_callback, store, config, number_id, body["phone"], datetime.now(UTC)
         )
-        return web.json_response(job, status=201)
+        return web.json_response(job.to_json(), status=201)
 
     async def list_callbacks(_request: web.Request) -> web.Response:
-        jobs = await asyncio.to_thread(store.list_callbacks)
-        return web.json_response({"callbacks": jobs})
+        jobs = await asyncio.to_thread(store.callbacks.jobs)
+        return web.json_response({"callbacks": [job.to_json() for job in jobs]})
 
     api.router.add_post("/api/callbacks", create)
     api.router.add_get("/api/callbacks", list_callbacks)

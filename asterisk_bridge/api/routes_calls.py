@@ -35,21 +35,21 @@ def add_routes(api: web.Application, app_state: Any) -> None:
         if not 1 <= limit <= 1000:
             raise ApiError(400, "bad_limit", "limit: must be between 1 and 1000")
         calls = await db(
-            store.list_calls, number=request.query.get("number") or None, since=since, limit=limit
+            store.calls.recent, number=request.query.get("number") or None, since=since, limit=limit
         )
-        return web.json_response({"calls": calls})
+        return web.json_response({"calls": [call.to_json() for call in calls]})
 
     async def get_call(request: web.Request) -> web.Response:
-        call = await db(store.get_call, request.match_info["call_id"])
+        call = await db(store.calls.get, request.match_info["call_id"])
         if call is None:
             raise ApiError(404, "not_found", "no such call")
-        return web.json_response(call)
+        return web.json_response(call.to_json())
 
     async def get_recording(request: web.Request) -> web.StreamResponse:
-        call = await db(store.get_call, request.match_info["call_id"])
+        call = await db(store.calls.get, request.match_info["call_id"])
         if call is None:
             raise ApiError(404, "not_found", "no such call")
-        recording = call.get("recording") or {}
+        recording = call.recording or {}
         if not recording.get("file"):
             raise ApiError(404, "no_recording", "this call was not recorded")
         folder = app_state.config_holder.current.storage.recordings

@@ -41,18 +41,20 @@ def add_routes(api: web.Application, app_state: Any) -> None:
         problem, fields = contact_fields(body, app_state.config_holder.current.employees)
         if problem is not None:
             return error_response(400, problem[0], problem[1])
-        contact = await asyncio.to_thread(store.add_contact, **fields)
-        return web.json_response(contact, status=201)
+        contact = await asyncio.to_thread(store.crm.add_contact, **fields)
+        return web.json_response(contact.to_json(), status=201)
 
     async def list_contacts(_request: web.Request) -> web.Response:
         if (refused := builtin_only()) is not None:
             return refused
-        return web.json_response({"contacts": await asyncio.to_thread(store.list_contacts)})
+        contacts = await asyncio.to_thread(store.crm.contacts)
+        return web.json_response({"contacts": [contact.to_json() for contact in contacts]})
 
     async def list_leads(_request: web.Request) -> web.Response:
         if (refused := builtin_only()) is not None:
             return refused
-        return web.json_response({"leads": await asyncio.to_thread(store.list_leads)})
+        leads = await asyncio.to_thread(store.crm.leads)
+        return web.json_response({"leads": [lead.to_json() for lead in leads]})
 
     api.router.add_post("/api/crm/contacts", add_contact)
     api.router.add_get("/api/crm/contacts", list_contacts)
@@ -60,7 +62,7 @@ def add_routes(api: web.Application, app_state: Any) -> None:
 
 
 def contact_fields(body: Any, employees: Any) -> tuple[tuple[str, str] | None, dict[str, Any]]:
-    """((code, message), {}) for a bad contact, else (None, store.add_contact keywords).
+    """((code, message), {}) for a bad contact, else (None, store.crm.add_contact keywords).
 
     Shared with `numcfg crm import`, so a CSV row and an API call are judged alike.
     """

@@ -19,6 +19,7 @@ from ..policy.numbers import allowed_external, is_e164
 from ..policy.queue import may_ring, workday_of
 from ..policy.route import wants_callback
 from ..policy.types import Direction, Disposition
+from ..store import CallbackJob
 from .core.call import Call
 from .core.connect import DIAL_GUARD_SECONDS, RingOutcome, await_answer, wait_in_stasis
 from .core.context import Services
@@ -47,7 +48,7 @@ async def missed_call_callback(call: Call) -> None:
         log.info("call %s: no callback to %r (not an allowed E.164 number)", call.record.id, phone)
         return
     await call.services.db(
-        call.services.store.add_callback,
+        call.services.store.callbacks.add,
         number=call.record.number,
         phone=phone,
         attempts=number.callback.attempts,
@@ -64,7 +65,7 @@ async def callback_worker(services: Services) -> None:
     while not services.draining:
         try:
             job = await services.db(
-                services.store.claim_due_callback, services.clock(), services.node
+                services.store.callbacks.claim_due, services.clock(), node=services.node
             )
         except Exception:
             log.exception("callback scan failed")
@@ -76,11 +77,11 @@ async def callback_worker(services: Services) -> None:
             # SIGTERM came while the claim was in flight: the drain no longer waits for
             # new work, so hand the job back untouched rather than start ringing.
             await services.db(
-                services.store.return_callback, job["id"], node=services.node, now=services.clock()
+                services.store.callbacks.give_back, job.id, node=services.node, now=services.clock()
             )
             return
         attempt = asyncio.create_task(_attempt(services, job))
-        key = f"callback:{job['id']}"
+        key = f"callback:{job.id}"
         services.active[key] = attempt
         try:
             await attempt
@@ -88,37 +89,37 @@ async def callback_worker(services: Services) -> None:
             services.active.pop(key, None)
 
 
-async def _attempt(services: Services, job: dict[str, Any]) -> None:
+async def _attempt(services: Services, job: CallbackJob) -> None:
     success = False
     try:
         success = await run_callback(services, job)
     except Exception:
-        log.exception("callback %s failed", job["id"])
+        log.exception("callback %s failed", job.id)
     finally:
         await services.db(
-            services.store.finish_callback_attempt,
-            job["id"],
+            services.store.callbacks.finish_attempt,
+            job.id,
             success=success,
             now=services.clock(),
         )
 
 
-async def run_callback(services: Services, job: dict[str, Any]) -> bool:
+async def run_callback(services: Services, job: CallbackJob) -> bool:
     config = services.config_holder.current
-    number = config.numbers.get(job["number"])
+    number = config.numbers.get(job.number)
     if number is None:
         return False
     employee_id = await _free_employee(services, config, number)
     if employee_id is None:
-        log.info("callback %s: no free employee, retry in %ss", job["id"], job["delay"])
+        log.info("callback %s: no free employee, retry in %ss", job.id, job.delay)
         return False
     leg_id = new_id("cb")
     record = CallRecord(
         id=uuid.uuid4().hex,
-        number=job["number"],
+        number=job.number,
         direction=Direction.CALLBACK,
         caller=number.number,
-        callee=job["phone"],
+        callee=job.phone,
     )
     call = Call(services=services, channel_id=leg_id, record=record, config=config)
     services.metrics.call_started()
@@ -136,12 +137,12 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
                     endpoint=employee.endpoint,
                     channel_id=leg_id,
                     app_args="callback",
-                    caller_id=job["phone"],
+                    caller_id=job.phone,
                 )
                 await wait_in_stasis(call, leg_events, leg_id)
                 await services.client.dial(leg_id, timeout=CALLBACK_EMPLOYEE_RING_SECONDS)
             except AriError as exc:
-                log.warning("callback %s: cannot ring %s: %s", job["id"], employee_id, exc)
+                log.warning("callback %s: cannot ring %s: %s", job.id, employee_id, exc)
                 record.disposition = Disposition.FAILED
                 return False
             outcome = await await_answer(
@@ -155,7 +156,7 @@ async def run_callback(services: Services, job: dict[str, Any]) -> bool:
         call.step(f"employee:{employee_id}")
         await call.play_prompt("transfer")
         await call.recorder.plan()
-        reach = await forward(call, job["phone"], step=f"forward:{job['phone']}")
+        reach = await forward(call, job.phone, step=f"forward:{job.phone}")
         if reach is Reach.TALKED:
             record.employee = employee_id
             record.disposition = Disposition.ANSWERED
@@ -175,7 +176,7 @@ async def _free_employee(services: Services, config: Any, number: Any) -> str | 
         members = list(config.queues[number.routing.queue].members)
     members += [e for e in config.employees if e not in members]
     busy = await services.claims.busy()
-    workdays = await services.db(services.store.workdays)
+    workdays = await services.db(services.store.people.workdays)
     for member in members:
         if may_ring(
             workday=workday_of(workdays.get(member)), on_call=member in busy, skip_absent=True

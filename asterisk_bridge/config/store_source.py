@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
-import psycopg
-from psycopg import sql
-
-from ..store import CONFIG_CHANNEL, Store
+from ..store import ListenLost, Store
 from .holder import ConfigHolder
 
 log = logging.getLogger("numcfg.config")
@@ -28,15 +25,6 @@ OnText = Callable[[int, str], None]
 # a PostgreSQL restart is followed within seconds without hammering a server that is down.
 RECONNECT_MIN_S: Final = 0.5
 RECONNECT_MAX_S: Final = 30.0
-# An idle LISTEN connection sends nothing; without TCP keepalives a server that vanished
-# (host down, failover) would leave the watcher waiting forever. ~60 s to notice.
-_KEEPALIVE: Final = {
-    "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 3,
-}
-_CONNECT_TIMEOUT_S: Final = 5
 
 
 async def watch_store_config(
@@ -48,7 +36,7 @@ async def watch_store_config(
 ) -> None:
     """Call `on_text(version, text)` for each configuration published after `after`.
 
-    On PostgreSQL: LISTEN on CONFIG_CHANNEL and run until cancelled. The newest version
+    On PostgreSQL: LISTEN for publications and run until cancelled. The newest version
     is delivered first, once listening (so nothing published during start-up or a
     reconnection is missed); afterwards only newer versions, in the order seen. With
     `poll_fallback` the store is also read every that many seconds, a safety net should
@@ -61,7 +49,8 @@ async def watch_store_config(
     an exception from it is logged and the version counted as seen.
     """
     seen = _Seen(after)
-    if _engine_of(store).dialect.name != "postgresql":
+    versions = store.config_versions
+    if not versions.notifies:
         if poll_fallback is None:
             return
         while True:
@@ -70,17 +59,16 @@ async def watch_store_config(
     backoff = RECONNECT_MIN_S
     while True:
         try:
-            async with await _listen_connection(store) as conn:
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CONFIG_CHANNEL)))
+            async with versions.listen() as listener:
                 backoff = RECONNECT_MIN_S
                 await _deliver_latest(store, on_text, seen)
                 while True:
-                    async for _notify in conn.notifies(timeout=poll_fallback):
+                    async for _version in listener.versions(timeout=poll_fallback):
                         # The payload is a version, but the newest one is what to run: a
                         # burst of applies then costs one reload per notification at most.
                         await _deliver_latest(store, on_text, seen)
                     await _deliver_latest(store, on_text, seen)
-        except (psycopg.OperationalError, OSError) as exc:
+        except ListenLost as exc:
             log.warning("config LISTEN connection lost (%s); retrying in %.1f s", exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RECONNECT_MAX_S)
@@ -101,28 +89,11 @@ class _Seen:
 
 
 async def _deliver_latest(store: Store, on_text: OnText, seen: _Seen) -> None:
-    latest = await asyncio.to_thread(store.latest_config)
-    if latest is None or latest[0] <= seen.version:
+    latest = await asyncio.to_thread(store.config_versions.latest)
+    if latest is None or latest.version <= seen.version:
         return
-    version, text = latest
-    seen.version = version
+    seen.version = latest.version
     try:
-        on_text(version, text)
+        on_text(latest.version, latest.text)
     except Exception:
-        log.exception("handling published config version %d failed", version)
-
-
-async def _listen_connection(store: Store) -> psycopg.AsyncConnection[Any]:
-    # A dedicated connection, not one from the pool: LISTEN holds it for the process's life.
-    url = _engine_of(store).url.set(drivername="postgresql")
-    return await psycopg.AsyncConnection.connect(
-        url.render_as_string(hide_password=False),
-        autocommit=True,  # LISTEN takes effect only once committed
-        connect_timeout=_CONNECT_TIMEOUT_S,
-        **_KEEPALIVE,
-    )
-
-
-def _engine_of(store: Store) -> Any:
-    # Store exposes no URL or dialect; its engine is the one source of both.
-    return store._engine
+        log.exception("handling published config version %d failed", latest.version)

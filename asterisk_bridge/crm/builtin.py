@@ -7,9 +7,8 @@ the event loop, and with it every other call, responsive.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from asterisk_bridge.store import Store
+from asterisk_bridge.store import Contact, Lead, Store
 
 from .base import CallInfo, CrmEntity, LeadResult
 
@@ -23,22 +22,22 @@ class BuiltinCrm:
         self._store = store
 
     async def lookup(self, phone: str) -> CrmEntity | None:
-        contact = await asyncio.to_thread(self._store.find_contact, phone)
+        contact = await asyncio.to_thread(self._store.crm.contact, phone)
         if contact is not None:
             return _contact_entity(contact)
-        lead = await asyncio.to_thread(self._store.find_lead, phone)
+        lead = await asyncio.to_thread(self._store.crm.lead, phone)
         return None if lead is None else _lead_entity(lead)
 
     async def create_lead(
         self, *, phone: str, source: str, responsible: str | None, call: CallInfo
     ) -> LeadResult:
         # A known contact is a client, not a lead: the call is attached to the contact.
-        contact = await asyncio.to_thread(self._store.find_contact, phone)
+        contact = await asyncio.to_thread(self._store.crm.contact, phone)
         if contact is not None:
             return LeadResult(entity=_contact_entity(contact), created=False)
         # The unique phone key decides between two nodes racing for the same new caller.
         lead, created = await asyncio.to_thread(
-            self._store.add_lead,
+            self._store.crm.add_lead,
             phone=phone,
             source=source,
             responsible=responsible,
@@ -47,7 +46,7 @@ class BuiltinCrm:
         return LeadResult(entity=_lead_entity(lead), created=created)
 
     async def assign_lead(self, lead_id: str, employee: str) -> None:
-        await asyncio.to_thread(self._store.assign_lead, lead_id, employee)
+        await asyncio.to_thread(self._store.crm.assign_lead, lead_id, employee)
 
     # The builtin CRM has no call journal of its own: call details are the calls table.
     async def call_started(
@@ -73,14 +72,11 @@ class BuiltinCrm:
         return None  # the store belongs to the app, which closes it
 
 
-def _contact_entity(contact: dict[str, Any]) -> CrmEntity:
+def _contact_entity(contact: Contact) -> CrmEntity:
     return CrmEntity(
-        kind=contact["kind"],
-        id=contact["id"],
-        name=contact["name"],
-        responsible=contact["responsible"],
+        kind=contact.kind, id=contact.id, name=contact.name, responsible=contact.responsible
     )
 
 
-def _lead_entity(lead: dict[str, Any]) -> CrmEntity:
-    return CrmEntity(kind="lead", id=lead["id"], name=None, responsible=lead["responsible"])
+def _lead_entity(lead: Lead) -> CrmEntity:
+    return CrmEntity(kind="lead", id=lead.id, name=None, responsible=lead.responsible)

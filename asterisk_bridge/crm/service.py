@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from asterisk_bridge.config.schema import Config, Employee, Number
 from asterisk_bridge.metrics import Metrics
-from asterisk_bridge.store import NotFoundError, Store
+from asterisk_bridge.store import NotFoundError, PendingCrmOp, Store
 
 from .base import REASON_TIMEOUT, REASON_UNEXPECTED, CallInfo, CrmBackend, CrmEntity, CrmError
 from .bitrix24 import Bitrix24Crm
@@ -145,7 +145,7 @@ class CrmService:
         due_at = datetime.now(UTC) + timedelta(seconds=RETRY_FIRST_DELAY_S)
         try:
             await asyncio.to_thread(
-                self._store.add_crm_pending, kind=PENDING_LEAD, payload=payload, due_at=due_at
+                self._store.crm.add_pending, kind=PENDING_LEAD, payload=payload, due_at=due_at
             )
         except Exception:
             # The store being down too must not end the call; the lead is lost, say so.
@@ -156,7 +156,7 @@ class CrmService:
         now = now or datetime.now(UTC)
         try:
             ops = await asyncio.to_thread(
-                self._store.claim_crm_pending,
+                self._store.crm.claim_pending,
                 now,
                 limit=RETRY_BATCH,
                 stale_after=RETRY_CLAIM_STALE_S,
@@ -169,10 +169,10 @@ class CrmService:
             created += await self._retry_one(op, now)
         return created
 
-    async def _retry_one(self, op: dict[str, Any], now: datetime) -> int:
-        payload = op["payload"]
-        if op["kind"] != PENDING_LEAD:
-            await self._give_up(op, f"unknown operation kind {op['kind']!r}", None)
+    async def _retry_one(self, op: PendingCrmOp, now: datetime) -> int:
+        payload = op.payload
+        if op.kind != PENDING_LEAD:
+            await self._give_up(op, f"unknown operation kind {op.kind!r}", None)
             return 0
         call = CallInfo.from_json(payload["call"])
         ok, result = await self._attempt(
@@ -185,25 +185,25 @@ class CrmService:
             ),
         )
         if not ok:
-            attempts = op["attempts"] + 1
+            attempts = op.attempts + 1
             due = None if attempts >= RETRY_MAX_ATTEMPTS else now + _backoff(attempts)
             await self._give_up(op, f"attempt {attempts} failed", due)
             return 0
-        await asyncio.to_thread(self._store.finish_crm_pending, op["id"])
+        await asyncio.to_thread(self._store.crm.finish_pending, op.id)
         with contextlib.suppress(NotFoundError):
             # The call's record gets its lead too, unless the call is still being saved.
             await asyncio.to_thread(
-                self._store.set_call_crm, call.call_id, _crm_field(result.entity, result.created)
+                self._store.calls.attach_crm,
+                call.call_id,
+                _crm_field(result.entity, result.created),
             )
         log.info("CRM lead for %s created on retry (call %s)", payload["phone"], call.call_id)
         return 1
 
-    async def _give_up(self, op: dict[str, Any], error: str, due: datetime | None) -> None:
+    async def _give_up(self, op: PendingCrmOp, error: str, due: datetime | None) -> None:
         if due is None:
-            log.error("giving up on CRM operation %s: %s", op["id"], error)
-        await asyncio.to_thread(
-            self._store.retry_crm_pending_later, op["id"], error=error, due_at=due
-        )
+            log.error("giving up on CRM operation %s: %s", op.id, error)
+        await asyncio.to_thread(self._store.crm.retry_pending_later, op.id, error=error, due_at=due)
 
     # -- call journal (fire and forget) ----------------------------------------------------
 

@@ -187,7 +187,7 @@ def prepare_configured_files(config: Config, store: Store | None = None) -> list
         if not isinstance(music, HoldMusicFile):
             continue
         source = Path(music.file)
-        if store is not None and store.get_hold_music(number_id) is not None:
+        if store is not None and store.hold_music.upload_path(number_id) is not None:
             outcomes.append(Prepared(number_id, "upload kept", str(source)))
             continue
         final = music_path(config, number_id)

@@ -41,7 +41,7 @@ def upload_class(number_id: str) -> str:
 def moh_class_for(config: Config, number_id: str, uploaded: bool) -> str:
     """The MOH class a caller on `number_id` hears.
 
-    `uploaded`: the store has an upload for the number (store.get_hold_music(...) is not
+    `uploaded`: the store has an upload for the number (store.hold_music.upload_path(...) is not
     None). An upload or a configured `{file: ...}` plays numcfg-upload-<id>; otherwise the
     per-language class numcfg-<lang> from docker/asterisk/musiconhold.conf.
     Raises KeyError for a number not in the config.

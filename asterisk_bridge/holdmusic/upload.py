@@ -67,12 +67,12 @@ async def upload_hold_music(
     try:
         # Store first, file second: the store is the step likelier to fail (a remote
         # PostgreSQL), and undoing it is one write; undoing a rename would need the old file.
-        previous = await asyncio.to_thread(store.get_hold_music, number_id)
-        await asyncio.to_thread(store.set_hold_music, number_id, str(staged.final))
+        previous = await asyncio.to_thread(store.hold_music.upload_path, number_id)
+        await asyncio.to_thread(store.hold_music.set_upload_path, number_id, str(staged.final))
         try:
             await asyncio.to_thread(staged.commit)
         except OSError as exc:
-            await asyncio.to_thread(store.set_hold_music, number_id, previous)
+            await asyncio.to_thread(store.hold_music.set_upload_path, number_id, previous)
             raise HoldMusicError(f"cannot replace {staged.final}: {exc.strerror or exc}") from exc
     finally:
         staged.discard()  # a no-op once committed

@@ -87,3 +87,10 @@ class CallbackStatus(StrEnum):
     IN_PROGRESS = "in_progress"  # claimed by a node, being tried
     DONE = "done"  # the client was reached
     FAILED = "failed"  # attempts ran out
+
+
+class CrmOpStatus(StrEnum):
+    """A CRM operation kept for a retry (the CRM outbox in the store)."""
+
+    PENDING = "pending"  # retried at `due_at`
+    FAILED = "failed"  # attempts ran out; an operator has to look

@@ -1,5 +1,34 @@
-"""Persistence: SQLAlchemy Core tables on SQLite (one node) or PostgreSQL (shared by nodes)."""
+"""Persistence: SQLAlchemy Core tables on SQLite (one node) or PostgreSQL (shared by nodes).
 
-from asterisk_bridge.store.store import CONFIG_CHANNEL, NotFoundError, Store, open_store
+`open_store(url)` returns the Store; its attributes are the repositories (store.py), each in
+its own module, and they return the typed rows of rows.py.
+"""
 
-__all__ = ["CONFIG_CHANNEL", "NotFoundError", "Store", "open_store"]
+from asterisk_bridge.store.config_versions import CONFIG_CHANNEL, ConfigListener, ListenLost
+from asterisk_bridge.store.engine import NotFoundError
+from asterisk_bridge.store.rows import (
+    CallbackJob,
+    CallDetails,
+    ConfigVersion,
+    Contact,
+    Lead,
+    NumberState,
+    PendingCrmOp,
+)
+from asterisk_bridge.store.store import Store, open_store
+
+__all__ = [
+    "CONFIG_CHANNEL",
+    "CallDetails",
+    "CallbackJob",
+    "ConfigListener",
+    "ConfigVersion",
+    "Contact",
+    "Lead",
+    "ListenLost",
+    "NotFoundError",
+    "NumberState",
+    "PendingCrmOp",
+    "Store",
+    "open_store",
+]

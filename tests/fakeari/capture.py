@@ -77,7 +77,7 @@ async def capture() -> list[dict[str, Any]]:
         app.router.dispatch = recording_dispatch  # type: ignore[method-assign]
         async with app:
             assert await app.stream.wait_connected(10)
-            await asyncio.to_thread(app.store.set_workday, "anna", "working")
+            await asyncio.to_thread(app.store.people.set_workday, "anna", "working")
             harness.employees["101"] = Employee("answer", answer_after=0.3, hangup_after=1.5)
             leg = await harness.call("+33185000000")  # dials 101 during the greeting
             await harness.heard(leg, "sound:numcfg/en/welcome")

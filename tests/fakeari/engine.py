@@ -160,7 +160,7 @@ class Engine:
     def working(self, *employees: str) -> None:
         """Start these employees' workday (queues skip absent members by default)."""
         for employee in employees:
-            self.app.store.set_workday(employee, "working")
+            self.app.store.people.set_workday(employee, "working")
 
     def plan_playback(self, media: str, *behaviours: PlayBehaviour) -> None:
         """How the next plays of `media` behave, in order (then the default)."""
@@ -322,8 +322,8 @@ class Engine:
     async def calls_done(self, timeout: float = WAIT_SECONDS) -> list[dict[str, Any]]:
         """Wait until every call task ended (records saved); the saved calls, oldest first."""
         await self.wait_for(lambda: not self.app.services.active, timeout, "every call task to end")
-        calls = await asyncio.to_thread(self.app.store.list_calls)
-        return list(reversed(calls))
+        calls = await asyncio.to_thread(self.app.store.calls.recent)
+        return [call.to_json() for call in reversed(calls)]
 
     def active_gauge(self) -> float:
         value = self.app.metrics.registry.get_sample_value("numcfg_active_calls")

@@ -320,4 +320,5 @@ async def calls_done(app: Any, timeout: float = DEFAULT_WAIT_SECONDS) -> list[di
     if pending:
         _done, still = await asyncio.wait(pending, timeout=timeout)
         assert not still, "numcfg calls did not finish"
-    return await asyncio.to_thread(app.store.list_calls)
+    calls = await asyncio.to_thread(app.store.calls.recent)
+    return [call.to_json() for call in calls]

@@ -53,7 +53,7 @@ async def test_an_asterisk_crash_ends_every_call_with_its_details_and_frees_ever
 ) -> None:
     app = await numcfg(team_config())
     for name in EXT:
-        await asyncio.to_thread(app.store.set_workday, name, "working")
+        await asyncio.to_thread(app.store.people.set_workday, name, "working")
     for ext in EXT.values():
         harness.employees[ext] = Employee("answer", answer_after=0.2)  # talks until the end
     legs = [await harness.call("+33185000000") for _ in EXT]

@@ -36,17 +36,17 @@ async def test_missed_call_is_called_back_by_a_free_employee(harness: Harness, n
     await harness.ended(leg, timeout=20)
     (missed,) = await calls_done(app)
     assert missed["disposition"] == "missed"
-    (job,) = await asyncio.to_thread(app.store.list_callbacks)
-    assert (job["phone"], job["reason"]) == ("+33612345678", "missed")
+    (job,) = await asyncio.to_thread(app.store.callbacks.jobs)
+    assert (job.phone, job.reason) == ("+33612345678", "missed")
 
     harness.employees["101"] = Employee("answer", answer_after=0.2)
     harness.trunk_hangup_after = 1.0
-    await asyncio.to_thread(app.store.set_workday, "anna", "working")
+    await asyncio.to_thread(app.store.people.set_workday, "anna", "working")
     await harness.employee_rung("101", timeout=15)
     trunk = await harness.trunk_rung("+33612345678", timeout=15)
     assert trunk["channel"]["caller"]["number"] == "+33185000000"
     deadline = time.monotonic() + 20
-    while (await asyncio.to_thread(app.store.list_callbacks))[0]["status"] != "done":
+    while (await asyncio.to_thread(app.store.callbacks.jobs))[0].status != "done":
         assert time.monotonic() < deadline, "callback job never completed"
         await asyncio.sleep(0.2)
     callback = next(c for c in await calls_done(app) if c["direction"] == "callback")

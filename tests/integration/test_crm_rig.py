@@ -44,7 +44,7 @@ def crm_config(**number_crm: object) -> dict:
 
 async def working(app, *names: str) -> None:
     for name in names:
-        await asyncio.to_thread(app.store.set_workday, name, "working")
+        await asyncio.to_thread(app.store.people.set_workday, name, "working")
 
 
 def rung(harness: Harness) -> list[str]:
@@ -58,7 +58,9 @@ def rung(harness: Harness) -> list[str]:
 async def test_known_caller_rings_the_responsible_employee_first(harness: Harness, numcfg) -> None:
     app = await numcfg(crm_config())
     await working(app, "anna", "boris")
-    await asyncio.to_thread(app.store.add_contact, name="Client", phone=KNOWN, responsible="boris")
+    await asyncio.to_thread(
+        app.store.crm.add_contact, name="Client", phone=KNOWN, responsible="boris"
+    )
     harness.employees["102"] = Employee("answer", answer_after=0.2, hangup_after=0.5)
     leg = await harness.call("+33185000000", caller=KNOWN)
     await harness.ended(leg, timeout=20)
@@ -70,7 +72,9 @@ async def test_known_caller_rings_the_responsible_employee_first(harness: Harnes
 async def test_responsible_not_answering_falls_back_to_the_queue(harness: Harness, numcfg) -> None:
     app = await numcfg(crm_config())
     await working(app, "anna", "boris")
-    await asyncio.to_thread(app.store.add_contact, name="Client", phone=KNOWN, responsible="boris")
+    await asyncio.to_thread(
+        app.store.crm.add_contact, name="Client", phone=KNOWN, responsible="boris"
+    )
     harness.employees["102"] = Employee("ignore")
     harness.employees["101"] = Employee("answer", answer_after=0.2, hangup_after=0.5)
     leg = await harness.call("+33185000000", caller=KNOWN)
@@ -89,10 +93,10 @@ async def test_unknown_caller_creates_exactly_one_lead_with_the_source(
         leg = await harness.call("+33185000000", caller="+33698000001")
         await harness.ended(leg, timeout=20)
         await calls_done(app)
-    leads = await asyncio.to_thread(app.store.list_leads)
-    assert [(lead["phone"], lead["source"]) for lead in leads] == [("+33698000001", "WEB")]
+    leads = await asyncio.to_thread(app.store.crm.leads)
+    assert [(lead.phone, lead.source) for lead in leads] == [("+33698000001", "WEB")]
     second, first = await calls_done(app)
-    assert first["crm"] == {"entity": "lead", "id": leads[0]["id"], "created": True}
+    assert first["crm"] == {"entity": "lead", "id": leads[0].id, "created": True}
     assert second["crm"]["created"] is False
 
 
@@ -103,7 +107,7 @@ async def test_exception_number_creates_no_lead(harness: Harness, numcfg) -> Non
     leg = await harness.call("+33185000000", caller="+33698000002")
     await harness.ended(leg, timeout=20)
     (call,) = await calls_done(app)
-    assert await asyncio.to_thread(app.store.list_leads) == []
+    assert await asyncio.to_thread(app.store.crm.leads) == []
     assert call["crm"] is None
 
 

@@ -54,7 +54,7 @@ async def test_disconnected_number_is_not_in_service(harness: Harness, numcfg) -
     app = await numcfg()
     long_ago = datetime.now(UTC) - timedelta(days=2)
     await asyncio.to_thread(
-        app.store.set_number_state,
+        app.store.numbers.set_state,
         "paris",
         "pending_disconnect",
         undo_token="t",
@@ -71,7 +71,7 @@ async def test_disconnected_number_is_not_in_service(harness: Harness, numcfg) -
 async def test_pending_disconnect_still_takes_calls(harness: Harness, numcfg) -> None:
     app = await numcfg()
     await asyncio.to_thread(
-        app.store.set_number_state,
+        app.store.numbers.set_state,
         "paris",
         "pending_disconnect",
         undo_token="t",

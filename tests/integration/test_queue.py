@@ -42,7 +42,7 @@ def queue_config(distribution: str = "evenly", **queue: object) -> dict:
 
 async def all_working(app, *names: str) -> None:
     for name in names or EXT:
-        await asyncio.to_thread(app.store.set_workday, name, "working")
+        await asyncio.to_thread(app.store.people.set_workday, name, "working")
 
 
 def rung_order(harness: Harness) -> list[str]:
@@ -132,8 +132,8 @@ async def test_all_at_once_rings_every_available_member_and_first_answer_wins(
 async def test_paused_and_ended_employees_are_never_rung(harness: Harness, numcfg) -> None:
     app = await numcfg(queue_config("in_order"))
     await all_working(app, "chloe")
-    await asyncio.to_thread(app.store.set_workday, "anna", "paused")
-    await asyncio.to_thread(app.store.set_workday, "boris", "ended")
+    await asyncio.to_thread(app.store.people.set_workday, "anna", "paused")
+    await asyncio.to_thread(app.store.people.set_workday, "boris", "ended")
     harness.employees["103"] = Employee("answer", answer_after=0.2, hangup_after=0.5)
     await one_call(harness)
     (call,) = await calls_done(app)
@@ -302,11 +302,11 @@ async def test_quota_allows_exactly_the_recordings_left_when_calls_end_together(
     config["queues"]["sales"]["members"] = list(staff)
     app = await numcfg(config)
     for name in staff:
-        await asyncio.to_thread(app.store.set_workday, name, "working")
+        await asyncio.to_thread(app.store.people.set_workday, name, "working")
         harness.employees[staff[name]] = Employee("answer", answer_after=0.2, hangup_after=3.0)
     period = quota_period(datetime.now(UTC), "Europe/Paris")
     for _ in range(97):  # the free plan allows 100 a month: 3 left
-        assert await asyncio.to_thread(app.store.try_consume_recording, period, 100)
+        assert await asyncio.to_thread(app.store.quota.try_consume, period, limit=100)
     legs = [await harness.call("+33185000000", caller=f"+3361100000{i}") for i in range(8)]
     for leg in legs:
         await harness.ended(leg, timeout=40)
@@ -316,7 +316,7 @@ async def test_quota_allows_exactly_the_recordings_left_when_calls_end_together(
     recordings = [c for c in calls if c["recording"]]
     assert len(recordings) == 3
     assert [c["recording_skipped"] for c in calls].count("quota") == 5
-    assert await asyncio.to_thread(app.store.recordings_used, period) == 100
+    assert await asyncio.to_thread(app.store.quota.used, period) == 100
 
 
 async def test_rating_digit_lands_in_the_call_details(harness: Harness, numcfg) -> None:
@@ -364,8 +364,8 @@ async def test_feature_codes_set_the_workday_from_the_phone(harness: Harness, nu
         leg = await harness.call(code, context="numcfg-phones", caller="101")
         await harness.ended(leg)
         await calls_done(app)
-        assert await asyncio.to_thread(app.store.get_workday, "anna") == state
-    assert await asyncio.to_thread(app.store.list_calls) == []  # not client calls
+        assert await asyncio.to_thread(app.store.people.workday, "anna") == state
+    assert await asyncio.to_thread(app.store.calls.recent) == []  # not client calls
 
 
 async def test_announce_position_tells_each_caller_their_place(harness: Harness, numcfg) -> None:

@@ -141,7 +141,7 @@ async def test_sigkill_with_a_call_up_leaves_its_details_after_the_restart(
     install_dialplan(config)
     store_url = f"sqlite:///{tmp_path}/numcfg.sqlite3"
     store = open_store(store_url)
-    store.set_workday("anna", "working")
+    store.people.set_workday("anna", "working")
     harness.employees["101"] = Employee("answer", answer_after=0.2)
     proc = await start_service(config)
     try:
@@ -152,7 +152,7 @@ async def test_sigkill_with_a_call_up_leaves_its_details_after_the_restart(
         await proc.wait()
         proc = await start_service(config)
         await harness.ended(leg, timeout=20)  # the orphaned conversation is hung up
-        calls = await asyncio.to_thread(store.list_calls)
+        calls = [c.to_json() for c in await asyncio.to_thread(store.calls.recent)]
         assert len(calls) == 1
         assert calls[0]["disposition"] == "answered"
         assert calls[0]["employee"] == "anna"

@@ -57,7 +57,7 @@ async def test_an_employee_is_never_rung_by_two_nodes_at_once(
 
 
 async def both_nodes_share_anna(harness: Harness, node_a: App, node_b: App) -> None:
-    await asyncio.to_thread(node_a.store.set_workday, "anna", "working")  # seen by node b
+    await asyncio.to_thread(node_a.store.people.set_workday, "anna", "working")  # seen by node b
     harness.employees["101"] = Employee("answer", answer_after=1.0, hangup_after=2.0)
     first = await harness.call("+33185000000", caller="+33611000001")  # node a
     await harness.employee_rung("101")

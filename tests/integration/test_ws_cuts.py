@@ -101,7 +101,7 @@ async def bridges_with(harness: Harness, legs: list[CallerLeg]) -> int:
 async def test_twenty_cuts_keep_conversations_and_lose_no_call(harness: Harness, numcfg) -> None:
     app = await numcfg(cut_config())
     for name in TEAM:
-        await asyncio.to_thread(app.store.set_workday, name, "working")
+        await asyncio.to_thread(app.store.people.set_workday, name, "working")
     for ext in TEAM.values():
         harness.employees[ext] = Employee("answer", answer_after=0.2)  # never hangs up
 
@@ -171,7 +171,7 @@ async def test_twenty_cuts_keep_conversations_and_lose_no_call(harness: Harness,
     harness.employees[TEAM["e1"]] = Employee("answer", answer_after=0.2, hangup_after=0.5)
     for name in TEAM:
         if name != "e1":
-            await asyncio.to_thread(app.store.set_workday, name, "ended")
+            await asyncio.to_thread(app.store.people.set_workday, name, "ended")
     again = await harness.call("+33185000000")
     await harness.ended(again, timeout=30)
     latest = (await calls_done(app))[0]

@@ -72,7 +72,7 @@ def error_code(body: dict[str, Any]) -> str:
 
 
 async def test_employees_list_their_workday_or_not_started(client: TestClient, store: Store):
-    store.set_workday("boris", "paused")
+    store.people.set_workday("boris", "paused")
     status, body = await call(client, "GET", "/api/employees")
     assert status == 200
     assert body == {
@@ -91,17 +91,17 @@ async def test_workday_post_sets_the_state(
     client: TestClient, store: Store, before: str | None, state: str, after: str
 ):
     if before:
-        store.set_workday("anna", before)
+        store.people.set_workday("anna", before)
     status, body = await call(client, "POST", "/api/employees/anna/workday", {"state": state})
     assert (status, body["workday"]) == (200, after)
-    assert store.get_workday("anna") == after
+    assert store.people.workday("anna") == after
 
 
 @pytest.mark.parametrize("body", [{"state": "lunch"}, {"state": None}, {}, [1], "working"])
 async def test_workday_post_rejects_a_bad_state(client: TestClient, store: Store, body: Any):
     status, answer = await call(client, "POST", "/api/employees/anna/workday", body)
     assert status == 400, answer
-    assert store.get_workday("anna") is None
+    assert store.people.workday("anna") is None
 
 
 async def test_workday_post_on_unknown_employee_is_404(client: TestClient):
@@ -112,7 +112,7 @@ async def test_workday_post_on_unknown_employee_is_404(client: TestClient):
 async def test_pausing_a_workday_never_started_is_409(client: TestClient, store: Store):
     status, body = await call(client, "POST", "/api/employees/anna/workday", {"state": "paused"})
     assert (status, error_code(body)) == (409, "workday_transition")
-    assert store.get_workday("anna") is None
+    assert store.people.workday("anna") is None
 
 
 # -- numbers -----------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ async def test_disconnect_emails_the_token_and_undo_restores(
     assert body["status"] == "pending_disconnect"
     assert body["email"] == {"sent": True, "to": "admin@example.com"}
     assert "undo_token" not in body  # only the admin's mailbox has it
-    token = store.get_number_state("paris")["undo_token"]
+    token = store.numbers.state("paris").undo_token
     (mail,) = sink.messages
     assert mail["To"] == "admin@example.com"
     assert token in mail.get_payload()
@@ -161,7 +161,7 @@ async def test_disconnect_emails_the_token_and_undo_restores(
     assert (status, error_code(body)) == (403, "wrong_token")
     status, body = await call(client, "POST", "/api/numbers/paris/undo", {"token": token})
     assert (status, body["status"]) == (200, "active")
-    assert store.get_number_state("paris")["undo_token"] is None
+    assert store.numbers.state("paris").undo_token is None
 
 
 async def test_disconnect_stands_when_the_email_fails(
@@ -176,7 +176,7 @@ async def test_disconnect_stands_when_the_email_fails(
     assert body["email"]["sent"] is False
     assert "admin@example.com" in body["email"]["error"]
     # Without the email, the answer is the only place left to learn the token from.
-    assert body["undo_token"] == store.get_number_state("paris")["undo_token"]
+    assert body["undo_token"] == store.numbers.state("paris").undo_token
 
 
 async def test_disconnect_twice_is_409(client: TestClient):
@@ -189,7 +189,7 @@ async def test_undo_after_24h_is_409_and_the_number_reads_disconnected(
     client: TestClient, store: Store
 ):
     then = datetime.now(UTC) - timedelta(hours=25)
-    store.set_number_state("paris", "pending_disconnect", undo_token="tok", changed_at=then)
+    store.numbers.set_state("paris", "pending_disconnect", undo_token="tok", changed_at=then)
     status, body = await call(client, "POST", "/api/numbers/paris/undo", {"token": "tok"})
     assert (status, error_code(body)) == (409, "undo_expired")
     status, body = await call(client, "GET", "/api/numbers/paris")
@@ -205,16 +205,16 @@ async def test_undo_needs_a_token(client: TestClient):
 
 async def test_reconnect_refused_until_three_months_then_allowed(client: TestClient, store: Store):
     recent = datetime.now(UTC) - timedelta(days=30)
-    store.set_number_state("paris", "pending_disconnect", undo_token="t", changed_at=recent)
+    store.numbers.set_state("paris", "pending_disconnect", undo_token="t", changed_at=recent)
     status, body = await call(client, "POST", "/api/numbers/paris/reconnect")
     assert (status, error_code(body)) == (409, "reconnect_too_early")
     assert "reconnection is allowed from 20" in body["error"]["message"]
 
     long_ago = datetime.now(UTC) - timedelta(days=100)
-    store.set_number_state("paris", "pending_disconnect", undo_token="t", changed_at=long_ago)
+    store.numbers.set_state("paris", "pending_disconnect", undo_token="t", changed_at=long_ago)
     status, body = await call(client, "POST", "/api/numbers/paris/reconnect")
     assert (status, body["status"]) == (200, "active")
-    assert effective_status(store.get_number_state("paris"), datetime.now(UTC)) == "active"
+    assert effective_status(store.numbers.state("paris"), datetime.now(UTC)) == "active"
 
 
 # -- callbacks ---------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ async def test_callback_uses_the_numbers_settings(client: TestClient, store: Sto
     assert status == 201, job
     assert (job["number"], job["phone"], job["status"]) == ("paris", "+33612345678", "pending")
     assert (job["attempts"], job["delay"], job["reason"]) == (5, 60.0, "requested")
-    assert store.list_callbacks() == [job]
+    assert [stored.to_json() for stored in store.callbacks.jobs()] == [job]
 
 
 async def test_callback_on_a_number_without_callback_settings_uses_defaults(client: TestClient):
@@ -254,12 +254,12 @@ async def test_callback_validation(
     got, answer = await call(client, "POST", "/api/callbacks", body)
     assert got == status, answer
     assert fragment in answer["error"]["message"]
-    assert store.list_callbacks() == []
+    assert store.callbacks.jobs() == []
 
 
 async def test_callback_on_a_disconnected_number_is_409(client: TestClient, store: Store):
     then = datetime.now(UTC) - timedelta(days=2)
-    store.set_number_state("paris", "pending_disconnect", undo_token="t", changed_at=then)
+    store.numbers.set_state("paris", "pending_disconnect", undo_token="t", changed_at=then)
     status, body = await call(
         client, "POST", "/api/callbacks", {"number": "paris", "phone": "+33612345678"}
     )

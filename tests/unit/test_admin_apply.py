@@ -81,7 +81,7 @@ def test_apply_refuses_an_invalid_file_and_prints_every_issue(
     err = capsys.readouterr().err
     assert "numbers.paris.routing.queue" in err
     assert "extension" in err
-    assert pg_store.latest_config() is None
+    assert pg_store.config_versions.latest() is None
 
 
 def test_apply_publishes_the_text_as_written(
@@ -89,7 +89,9 @@ def test_apply_publishes_the_text_as_written(
 ) -> None:
     assert main(["apply", "-c", str(config_path), "--store", pg_db_url]) == 0
     assert "published as version 1" in capsys.readouterr().out
-    version, text = pg_store.latest_config()
+    latest = pg_store.config_versions.latest()
+    assert latest is not None
+    version, text = latest.version, latest.text
     # ${VAR} stays unexpanded: secrets live in each node's environment, not in the store.
     assert (version, text) == (1, config_path.read_text())
     assert "${NUMCFG_ARI_PASSWORD}" in text
@@ -99,7 +101,9 @@ def test_apply_defaults_to_the_configs_own_store(config_path: Path, capsys) -> N
     assert main(["apply", "-c", str(config_path)]) == 0
     store = open_store(f"sqlite:///{config_path.parent / 'numcfg.sqlite3'}")
     try:
-        assert store.latest_config() == (1, config_path.read_text())
+        latest = store.config_versions.latest()
+        assert latest is not None
+        assert (latest.version, latest.text) == (1, config_path.read_text())
     finally:
         store.close()
 
@@ -122,21 +126,21 @@ async def test_a_publish_is_seen_by_the_watcher_within_2s(
 async def test_the_watcher_delivers_the_newest_version_at_start_then_only_newer(
     pg_store: Store,
 ) -> None:
-    pg_store.publish_config("one")
-    pg_store.publish_config("two")
+    pg_store.config_versions.publish("one")
+    pg_store.config_versions.publish("two")
     received = Received()
     async with watching(pg_store, received):
         await received.wait_for(2)
-        await asyncio.to_thread(pg_store.publish_config, "three")
+        await asyncio.to_thread(pg_store.config_versions.publish, "three")
         await received.wait_for(3)
     assert received.items == [(2, "two"), (3, "three")]
 
 
 async def test_the_watcher_skips_versions_up_to_after(pg_store: Store) -> None:
-    pg_store.publish_config("known")
+    pg_store.config_versions.publish("known")
     received = Received()
     async with watching(pg_store, received, after=1):
-        await asyncio.to_thread(pg_store.publish_config, "new")
+        await asyncio.to_thread(pg_store.config_versions.publish, "new")
         await received.wait_for(2)
     assert received.items == [(2, "new")]
 
@@ -149,7 +153,7 @@ async def test_the_watcher_reconnects_after_losing_its_connection(
         await asyncio.sleep(0.3)
         assert _terminate_listeners(pg_db_url) == 1
         # Published while the watcher is reconnecting: caught by the read after LISTEN.
-        await asyncio.to_thread(pg_store.publish_config, "after the cut")
+        await asyncio.to_thread(pg_store.config_versions.publish, "after the cut")
         await received.wait_for(1)
     assert received.items == [(1, "after the cut")]
 
@@ -166,12 +170,14 @@ async def test_published_configs_reach_the_holder_and_a_bad_one_keeps_the_last_g
         received(version, text)
 
     async with watching(pg_store, on_text):
-        await asyncio.to_thread(pg_store.publish_config, good)
+        await asyncio.to_thread(pg_store.config_versions.publish, good)
         await received.wait_for(1)
         assert holder.current.numbers["paris"].name == "Paris HQ"
         assert (holder.generation, holder.last_error) == (1, None)
 
-        await asyncio.to_thread(pg_store.publish_config, good.replace("queue: sales", "queue: x"))
+        await asyncio.to_thread(
+            pg_store.config_versions.publish, good.replace("queue: sales", "queue: x")
+        )
         await received.wait_for(2)
     assert holder.current.numbers["paris"].name == "Paris HQ"
     assert holder.generation == 1
@@ -197,7 +203,7 @@ async def test_on_sqlite_poll_fallback_polls(tmp_path: Path) -> None:
     received = Received()
     try:
         async with watching(store, received, poll_fallback=0.05):
-            await asyncio.to_thread(store.publish_config, "polled")
+            await asyncio.to_thread(store.config_versions.publish, "polled")
             await received.wait_for(1)
     finally:
         store.close()

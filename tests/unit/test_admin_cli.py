@@ -36,7 +36,7 @@ def store(config_path: Path) -> Iterator[Store]:
 def test_workday_commands_set_the_state(config_path: Path, store: Store, capsys) -> None:
     for action, state in [("start", "working"), ("pause", "paused"), ("resume", "working")]:
         assert main(["workday", "anna", action, "-c", str(config_path)]) == 0
-        assert store.get_workday("anna") == state
+        assert store.people.workday("anna") == state
     assert capsys.readouterr().out.splitlines()[-1] == "anna: working"
 
 
@@ -45,7 +45,7 @@ def test_workday_config_from_environment(
 ) -> None:
     monkeypatch.setenv("NUMCFG_CONFIG", str(config_path))
     assert main(["workday", "boris", "end"]) == 0
-    assert store.get_workday("boris") == "ended"
+    assert store.people.workday("boris") == "ended"
 
 
 def test_workday_unknown_employee_exits_1_with_the_reason(config_path: Path, capsys) -> None:
@@ -58,7 +58,7 @@ def test_resume_without_a_started_workday_is_refused(
 ) -> None:
     assert main(["workday", "anna", "resume", "-c", str(config_path)]) == 1
     assert "start it first" in capsys.readouterr().err
-    assert store.get_workday("anna") is None
+    assert store.people.workday("anna") is None
 
 
 def test_number_disconnect_then_undo(
@@ -68,13 +68,13 @@ def test_number_disconnect_then_undo(
     out = capsys.readouterr().out
     assert "paris: pending_disconnect" in out
     assert "emailed to admin@example.com" in out
-    token = store.get_number_state("paris")["undo_token"]
+    token = store.numbers.state("paris").undo_token
     assert token in sink.messages[0].get_payload()
 
     assert main(["number", "undo", "paris", "--token", "bad", "-c", str(config_path)]) == 1
     assert "wrong undo token" in capsys.readouterr().err
     assert main(["number", "undo", "paris", "--token", token, "-c", str(config_path)]) == 0
-    assert store.get_number_state("paris")["status"] == "active"
+    assert store.numbers.state("paris").status == "active"
 
 
 def test_number_disconnect_prints_the_token_when_email_fails(
@@ -84,7 +84,7 @@ def test_number_disconnect_prints_the_token_when_email_fails(
     assert main(["number", "disconnect", "lyon", "-c", str(config_path)]) == 0
     captured = capsys.readouterr()
     assert "email failed" in captured.err
-    assert f"undo token: {store.get_number_state('lyon')['undo_token']}" in captured.out
+    assert f"undo token: {store.numbers.state('lyon').undo_token}" in captured.out
 
 
 def test_number_undo_needs_a_token(config_path: Path, capsys) -> None:
@@ -94,22 +94,22 @@ def test_number_undo_needs_a_token(config_path: Path, capsys) -> None:
 
 def test_number_reconnect_too_early_says_when(config_path: Path, store: Store, capsys) -> None:
     then = datetime.now(UTC) - timedelta(days=3)
-    store.set_number_state("paris", "pending_disconnect", undo_token="t", changed_at=then)
+    store.numbers.set_state("paris", "pending_disconnect", undo_token="t", changed_at=then)
     assert main(["number", "reconnect", "paris", "-c", str(config_path)]) == 1
     assert "reconnection is allowed from" in capsys.readouterr().err
 
 
 def test_callback_command_queues_a_job(config_path: Path, store: Store, capsys) -> None:
     assert main(["callback", "paris", "+33612345678", "-c", str(config_path)]) == 0
-    (job,) = store.list_callbacks()
-    assert (job["number"], job["phone"], job["attempts"]) == ("paris", "+33612345678", 5)
-    assert job["id"] in capsys.readouterr().out
+    (job,) = store.callbacks.jobs()
+    assert (job.number, job.phone, job.attempts) == ("paris", "+33612345678", 5)
+    assert job.id in capsys.readouterr().out
 
 
 def test_callback_outside_the_allowlist_is_refused(config_path: Path, store: Store, capsys):
     assert main(["callback", "paris", "+4915112345678", "-c", str(config_path)]) == 1
     assert "external_allowlist" in capsys.readouterr().err
-    assert store.list_callbacks() == []
+    assert store.callbacks.jobs() == []
 
 
 def _with_smtp(text: str, url: str) -> str:

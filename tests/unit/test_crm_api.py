@@ -64,7 +64,7 @@ async def test_contacts_are_added_and_listed_newest_first(client_for):
 
 async def test_leads_are_listed(client_for):
     client, store = await client_for()
-    store.add_lead(phone="+33612345678", source="CALL", responsible=None, call_id="c1")
+    store.crm.add_lead(phone="+33612345678", source="CALL", responsible=None, call_id="c1")
     response = await client.get("/api/crm/leads")
     assert response.status == 200
     leads = (await response.json())["leads"]
@@ -90,7 +90,7 @@ async def test_bad_contacts_are_refused_and_nothing_is_stored(client_for, body, 
     assert response.status == 400
     error = (await response.json())["error"]
     assert error["code"] == code and error["message"]
-    assert store.list_contacts() == []
+    assert store.crm.contacts() == []
 
 
 async def test_a_body_that_is_not_json_is_refused(client_for):

@@ -21,7 +21,7 @@ def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def contacts(config_path: Path) -> list[dict]:
     store = open_store(f"sqlite:///{config_path.parent / 'numcfg.sqlite3'}")
     try:
-        return store.list_contacts()
+        return [contact.to_json() for contact in store.crm.contacts()]
     finally:
         store.close()
 

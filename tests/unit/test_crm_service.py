@@ -16,7 +16,8 @@ from asterisk_bridge.config.schema import Number
 from asterisk_bridge.crm import CallInfo, build_crm
 from asterisk_bridge.crm.rules import wants_lead
 from asterisk_bridge.metrics import Metrics
-from asterisk_bridge.store import Store, open_store
+from asterisk_bridge.policy.types import Direction, Disposition
+from asterisk_bridge.store import CallDetails, Store, open_store
 from tests.unit.crm_fakes import FakeBitrix, FakeServer, load
 
 CLIENT = "+33612345678"
@@ -191,10 +192,10 @@ async def test_lead_rules_on_the_builtin_crm(tmp_path, store, create_lead, direc
         direction=direction,
         call=call(direction=direction),
     )
-    leads = store.list_leads()
+    leads = store.crm.leads()
     if creates:
-        assert crm_field == {"entity": "lead", "id": leads[0]["id"], "created": True}
-        assert (leads[0]["phone"], leads[0]["source"], leads[0]["call_id"]) == (
+        assert crm_field == {"entity": "lead", "id": leads[0].id, "created": True}
+        assert (leads[0].phone, leads[0].source, leads[0].call_id) == (
             CLIENT,
             "CALL",
             "c1",
@@ -214,7 +215,7 @@ async def test_exceptions_create_no_lead_even_written_nationally(tmp_path, store
         )
         is None
     )
-    assert store.list_leads() == []
+    assert store.crm.leads() == []
 
 
 async def test_at_most_one_lead_per_phone_even_when_calls_race(tmp_path, store):
@@ -229,26 +230,26 @@ async def test_at_most_one_lead_per_phone_even_when_calls_race(tmp_path, store):
             for i in range(5)
         )
     )
-    assert len(store.list_leads()) == 1
+    assert len(store.crm.leads()) == 1
     assert sorted(result["created"] for result in results) == [False] * 4 + [True]
     assert len({result["id"] for result in results}) == 1
 
 
 async def test_a_known_contact_gets_the_call_not_a_lead(tmp_path, store):
     config = load(tmp_path)
-    contact = store.add_contact(name="Jean Dupont", phone=CLIENT, responsible="boris")
+    contact = store.crm.add_contact(name="Jean Dupont", phone=CLIENT, responsible="boris")
     crm = build_crm(config, store=store, metrics=Metrics())
     assert await crm.lead_for_call(
         number_cfg=with_leads(config, "both"), phone=CLIENT, direction="incoming", call=call()
-    ) == {"entity": "contact", "id": contact["id"], "created": False}
-    assert store.list_leads() == []
+    ) == {"entity": "contact", "id": contact.id, "created": False}
+    assert store.crm.leads() == []
     entity = await crm.lookup(CLIENT)
     assert entity is not None and (entity.name, entity.responsible) == ("Jean Dupont", "boris")
 
 
 async def test_lookup_drops_a_responsible_who_is_no_employee(tmp_path, store):
     config = load(tmp_path)
-    store.add_contact(name="Old client", phone=CLIENT, responsible="carla")  # left the company
+    store.crm.add_contact(name="Old client", phone=CLIENT, responsible="carla")  # left the company
     crm = build_crm(config, store=store, metrics=Metrics())
     entity = await crm.lookup(CLIENT)
     assert entity is not None and entity.responsible is None
@@ -277,19 +278,19 @@ async def test_a_failed_lead_is_kept_and_created_by_a_later_retry(tmp_path, stor
             )
             is None
         )
-        pending = store.list_crm_pending()
-        assert [(op["kind"], op["payload"]["phone"]) for op in pending] == [("lead", CLIENT)]
+        pending = store.crm.pending()
+        assert [(op.kind, op.payload["phone"]) for op in pending] == [("lead", CLIENT)]
 
         # Not due yet: nothing is retried.
         assert await crm.retry_pending() == 0
         later = datetime.now(UTC) + timedelta(minutes=5)
         # Still down: the attempt is counted and pushed back.
         assert await crm.retry_pending(now=later) == 0
-        assert store.list_crm_pending()[0]["attempts"] == 1
+        assert store.crm.pending()[0].attempts == 1
 
         fake.fail_with = None
         assert await crm.retry_pending(now=later + timedelta(hours=2)) == 1
-        assert store.list_crm_pending() == []
+        assert store.crm.pending() == []
         assert len(server.by_method("crm.lead.add")) == 1
         await crm.close()
     finally:
@@ -311,10 +312,12 @@ async def test_a_retried_lead_is_written_into_the_call_record(tmp_path, store):
             )
             is None
         )
-        store.save_call(call_record(info))
+        store.calls.save(call_details(info))
         fake.fail_with = None
         assert await crm.retry_pending(now=datetime.now(UTC) + timedelta(minutes=1)) == 1
-        assert store.get_call("c1")["crm"] == {"entity": "lead", "id": "101", "created": True}
+        saved = store.calls.get("c1")
+        assert saved is not None
+        assert saved.crm == {"entity": "lead", "id": "101", "created": True}
         await crm.close()
     finally:
         await server.stop()
@@ -324,23 +327,23 @@ def bitrix_settings(url: str) -> str:
     return f"crm:\n  backend: bitrix24\n  url: {url}/rest/1/abc/\n  timeout: {TIMEOUT}\n"
 
 
-def call_record(info: CallInfo) -> dict:
-    return {
-        "id": info.call_id,
-        "number": info.number_id,
-        "direction": info.direction,
-        "caller": info.phone,
-        "callee": info.line_number,
-        "employee": None,
-        "started_at": info.started_at,
-        "answered_at": None,
-        "ended_at": info.started_at,
-        "duration": 0,
-        "disposition": "missed",
-        "route": [],
-        "recording": None,
-        "recording_skipped": None,
-        "rating": None,
-        "transcript": None,
-        "crm": None,
-    }
+def call_details(info: CallInfo) -> CallDetails:
+    return CallDetails(
+        id=info.call_id,
+        number=info.number_id,
+        direction=Direction(info.direction),
+        caller=info.phone,
+        callee=info.line_number,
+        employee=None,
+        started_at=info.started_at,
+        answered_at=None,
+        ended_at=info.started_at,
+        duration=0,
+        disposition=Disposition.MISSED,
+        route=(),
+        recording=None,
+        recording_skipped=None,
+        rating=None,
+        transcript=None,
+        crm=None,
+    )

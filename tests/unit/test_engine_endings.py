@@ -243,20 +243,20 @@ def add_jobs(engine: Engine, count: int) -> list[str]:
     """`count` due callback jobs, the first the most overdue (so it is claimed first)."""
     now = datetime.now(UTC)
     return [
-        engine.app.store.add_callback(
+        engine.app.store.callbacks.add(
             number="paris",
             phone=CLIENT,
             attempts=2,
             delay=60,
             due_at=now - timedelta(minutes=count - i),
             reason="missed",
-        )
+        ).id
         for i in range(count)
     ]
 
 
 def job_status(engine: Engine) -> dict[str, dict[str, Any]]:
-    return {job["id"]: job for job in engine.app.store.list_callbacks()}
+    return {job.id: job.to_json() for job in engine.app.store.callbacks.jobs()}
 
 
 async def test_drain_during_a_callback_attempt_returns_when_it_ends(
@@ -305,8 +305,8 @@ async def test_job_claimed_as_the_drain_starts_is_not_run_after_the_drain(
     once `drain()` has returned: the process is about to stop and would cut it off."""
     engine = await start_engine_app(CALLBACKS)
     engine.working("anna")
-    store = engine.app.store
-    claim: Callable[..., Any] = store.claim_due_callback
+    callbacks = engine.app.store.callbacks
+    claim: Callable[..., Any] = callbacks.claim_due
     entered, release = threading.Event(), threading.Event()
 
     def slow_claim(*args: Any, **kwargs: Any) -> Any:
@@ -314,7 +314,7 @@ async def test_job_claimed_as_the_drain_starts_is_not_run_after_the_drain(
         release.wait(5)
         return claim(*args, **kwargs)
 
-    monkeypatch.setattr(store, "claim_due_callback", slow_claim)
+    monkeypatch.setattr(callbacks, "claim_due", slow_claim)
     add_jobs(engine, 1)
     await asyncio.to_thread(entered.wait, 2)
 

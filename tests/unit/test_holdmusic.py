@@ -270,7 +270,7 @@ def test_prepare_configured_files_converts_once_and_reports_bad_files(
     again = {p.number: p.action for p in prepare_configured_files(config)}
     assert again["lyon"] == "up to date"
 
-    store.set_hold_music("lyon", str(holdmusic.music_path(config, "lyon")))
+    store.hold_music.set_upload_path("lyon", str(holdmusic.music_path(config, "lyon")))
     kept = {p.number: p.action for p in prepare_configured_files(config, store)}
     assert kept["lyon"] == "upload kept"
 
@@ -299,7 +299,7 @@ def test_cli_hold_music_installs_and_says_what_it_did(
     # The example config's ARI is pointed at a closed port here: a warning, not a failure.
     assert "Asterisk did not reload music on hold" in err
     with _store(config.store) as store:
-        assert store.get_hold_music("paris") == str(music)
+        assert store.hold_music.upload_path("paris") == str(music)
 
 
 class _store:

@@ -117,7 +117,7 @@ async def test_a_mono_mp3_becomes_the_numbers_hold_music(
     music = Path(config.storage.hold_music) / "paris" / "music.wav"
     with wave.open(str(music)) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
-    assert store.get_hold_music("paris") == str(music)
+    assert store.hold_music.upload_path("paris") == str(music)
     assert holdmusic.moh_class_for(config, "paris", uploaded=True) == body["moh_class"]
     conf = Path(config.storage.moh_conf or "")
     assert body["moh_conf"] == str(conf)
@@ -163,7 +163,7 @@ async def test_a_refused_first_upload_records_nothing(
 ) -> None:
     status, _body = await post(http, "lyon", mp3["stereo"])
     assert status == 422
-    assert store.get_hold_music("lyon") is None
+    assert store.hold_music.upload_path("lyon") is None
     assert holdmusic.moh_class_for(config, "lyon", uploaded=False) == "numcfg-en"
     assert not (Path(config.storage.hold_music) / "lyon" / "music.wav").exists()
 
@@ -189,7 +189,7 @@ async def test_asterisk_unreachable_still_installs_and_says_so(
     assert status == 200
     assert body["asterisk_reloaded"] is False
     assert any("did not reload" in warning for warning in body["warnings"])
-    assert store.get_hold_music("paris") is not None
+    assert store.hold_music.upload_path("paris") is not None
 
 
 async def test_with_a_real_ari_client_on_a_closed_port(
@@ -229,7 +229,7 @@ async def test_a_store_failure_changes_no_file(
     def broken(*_args: Any) -> None:
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(store, "set_hold_music", broken)
+    monkeypatch.setattr(store.hold_music, "set_upload_path", broken)
     resp = await http.post(URL.format("paris"), data=form(mp3["mono_other"]))
     assert resp.status == 500
     assert music.read_bytes() == before

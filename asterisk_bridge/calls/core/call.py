@@ -106,8 +106,8 @@ class Call:
             return
         try:
             await self.services.db(
-                self.services.store.open_call,
-                self.record.as_dict(),
+                self.services.store.calls.note_open,
+                self.record.details(),
                 node=self.services.journal_node,
             )
         except Exception as exc:  # the store being down must never stop a call
@@ -154,9 +154,9 @@ class Call:
         self.services.metrics.call_finished(self.record.disposition or Disposition.FAILED)
         if not self.persist:
             return
-        details = self.record.as_dict()
+        details = self.record.details()
         try:
-            await self.services.db(self.services.store.save_call, details)
+            await self.services.db(self.services.store.calls.save, details)
         except Exception:
             log.exception("call %s: saving call details failed", self.record.id)
         for observer in self.services.observers:

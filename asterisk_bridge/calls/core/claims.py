@@ -41,13 +41,15 @@ class StoreClaims:
         self._node = node
 
     async def claim(self, employee: str, call_id: str) -> bool:
-        return await asyncio.to_thread(self._store.claim_employee, employee, call_id, self._node)
+        return await asyncio.to_thread(
+            self._store.people.claim, employee, call_id=call_id, node=self._node
+        )
 
     async def release(self, employee: str, call_id: str) -> None:
-        await asyncio.to_thread(self._store.release_employee, employee, call_id)
+        await asyncio.to_thread(self._store.people.release, employee, call_id=call_id)
 
     async def busy(self) -> set[str]:
-        return await asyncio.to_thread(self._store.busy_employees)
+        return await asyncio.to_thread(self._store.people.busy)
 
 
 def claims_for(store: Store, node: str) -> Claims:

@@ -14,11 +14,11 @@ from ...ari.router import EventRouter
 from .claims import Claims, MemoryClaims
 
 if TYPE_CHECKING:
-    from ..config import ConfigHolder
-    from ..crm import CrmService
-    from ..metrics import Metrics
-    from ..store import Store
-    from .queue import QueueState
+    from ...config import ConfigHolder
+    from ...crm import CrmService
+    from ...metrics import Metrics
+    from ...store import CallDetails, Store
+    from ..queue import QueueState
 
 
 class CallObserver(Protocol):
@@ -26,7 +26,7 @@ class CallObserver(Protocol):
     so the call engine does not import what observes it."""
 
     async def employee_answered(self, call: Any, employee_id: str) -> None: ...
-    async def finished(self, call: Any, details: dict[str, Any]) -> None: ...
+    async def finished(self, call: Any, details: CallDetails) -> None: ...
 
 
 @dataclass(kw_only=True)

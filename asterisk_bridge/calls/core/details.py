@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ...policy.types import Disposition
+from ...policy.types import Direction, Disposition
+from ...store.rows import CallDetails
 
 
 def now() -> datetime:
@@ -35,26 +36,27 @@ class CallRecord:
     def step(self, name: str) -> None:
         self.route.append(name)
 
-    def as_dict(self) -> dict[str, Any]:
+    def details(self) -> CallDetails:
+        """The record as the store keeps it; a call not ended yet ends now (so far)."""
         ended = self.ended_at or now()
         talk_start = self.answered_at
-        return {
-            "id": self.id,
-            "number": self.number,
-            "direction": self.direction,
-            "caller": self.caller,
-            "callee": self.callee,
-            "employee": self.employee,
-            "started_at": self.started_at.isoformat(),
-            "answered_at": talk_start.isoformat() if talk_start else None,
-            "ended_at": ended.isoformat(),
+        return CallDetails(
+            id=self.id,
+            number=self.number,
+            direction=Direction(self.direction),
+            caller=self.caller,
+            callee=self.callee,
+            employee=self.employee,
+            started_at=self.started_at,
+            answered_at=talk_start,
+            ended_at=ended,
             # Talk time for answered calls, whole call otherwise (what operators bill on).
-            "duration": round((ended - (talk_start or self.started_at)).total_seconds()),
-            "disposition": self.disposition or Disposition.FAILED,
-            "route": list(self.route),
-            "recording": self.recording,
-            "recording_skipped": self.recording_skipped,
-            "rating": self.rating,
-            "transcript": self.transcript,
-            "crm": self.crm,
-        }
+            duration=round((ended - (talk_start or self.started_at)).total_seconds()),
+            disposition=Disposition(self.disposition or Disposition.FAILED),
+            route=tuple(self.route),
+            recording=self.recording,
+            recording_skipped=self.recording_skipped,
+            rating=self.rating,
+            transcript=self.transcript,
+            crm=self.crm,
+        )

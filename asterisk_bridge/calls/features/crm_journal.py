@@ -7,10 +7,10 @@ Every hook goes through CrmService, which never raises and never waits longer th
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ...crm import CallInfo
 from ...policy.queue import may_ring, workday_of
+from ...store import CallDetails
 from ..core.call import Call
 
 log = logging.getLogger("numcfg.calls")
@@ -59,20 +59,20 @@ async def employee_answered(call: Call, employee_id: str) -> None:
         await crm.assign_lead(str(lead["id"]), employee_id)
 
 
-async def call_finished(call: Call, record: dict[str, Any]) -> None:
+async def call_finished(call: Call, details: CallDetails) -> None:
     crm = call.services.crm
     info = getattr(call, "crm_info", None)
     if crm is None or info is None:
         return
-    recording = record.get("recording") or {}
+    recording = details.recording or {}
     path = None
     if recording.get("file"):
         path = str(call.config.storage.recordings) + "/" + recording["file"]
     await crm.notify_finished(
         info,
-        duration=int(record.get("duration") or 0),
-        disposition=str(record.get("disposition")),
-        rating=record.get("rating"),
+        duration=details.duration or 0,
+        disposition=details.disposition.value,
+        rating=details.rating,
         recording_path=path,
     )
 
@@ -83,7 +83,7 @@ class CrmJournal:
     async def employee_answered(self, call: Call, employee_id: str) -> None:
         await employee_answered(call, employee_id)
 
-    async def finished(self, call: Call, details: dict[str, Any]) -> None:
+    async def finished(self, call: Call, details: CallDetails) -> None:
         await call_finished(call, details)
 
 
@@ -99,7 +99,7 @@ async def crm_responsible(call: Call) -> str | None:
         return None
     routing = call.config.numbers[call.record.number].routing
     if routing.skip_absent_employees:
-        state = await call.services.db(call.services.store.get_workday, employee_id)
+        state = await call.services.db(call.services.store.people.workday, employee_id)
         if not may_ring(workday=workday_of(state), on_call=False, skip_absent=True):
             log.info("call %s: responsible %s is absent", call.record.id, employee_id)
             return None

@@ -12,7 +12,7 @@ from ...policy.quota import MONTHLY_RECORDING_QUOTA, quota_period, recording_dec
 from ..core.audio import keep_recording
 
 if TYPE_CHECKING:
-    from .call import Call
+    from ..core.call import Call
 
 log = logging.getLogger("numcfg.calls")
 
@@ -39,7 +39,7 @@ class Recorder:
         self._period = quota_period(call.services.clock(), account.timezone)
         used = 0
         if number.recording.record_all and MONTHLY_RECORDING_QUOTA.get(account.plan) is not None:
-            used = await call.services.db(call.services.store.recordings_used, self._period)
+            used = await call.services.db(call.services.store.quota.used, self._period)
         decision = recording_decision(
             record_all=number.recording.record_all, plan=account.plan, used=used
         )
@@ -55,7 +55,7 @@ class Recorder:
         # The quota is consumed when recording really starts, in one atomic statement,
         # so N+k calls answered together never record more than N.
         allowed = await call.services.db(
-            call.services.store.try_consume_recording, self._period, limit
+            call.services.store.quota.try_consume, self._period, limit=limit
         )
         if not allowed:
             call.record.recording_skipped = "quota"

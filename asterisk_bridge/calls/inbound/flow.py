@@ -234,10 +234,10 @@ async def _greeting_extension(call: Call, media: str) -> str | None:
 
 async def _out_of_service(call: Call, number_id: str) -> bool:
     try:
-        state = await call.services.db(call.services.store.get_number_state, number_id)
+        state = await call.services.db(call.services.store.numbers.state, number_id)
     except Exception:
         # The store being down must not take the line down with it.
         log.exception("number state lookup failed; treating %s as active", number_id)
         return False
     # pending_disconnect still takes calls; 24 h later the number reads as disconnected.
-    return effective_status(state or {}, call.services.clock()) == "disconnected"
+    return effective_status(state, call.services.clock()) == "disconnected"
