@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import stat
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .ari.stream import EventStream
 from .calls.callback import callback_worker
 from .calls.core.claims import claims_for
 from .calls.core.context import Services
+from .calls.core.journal import Journal
 from .calls.dispatcher import Dispatcher
 from .calls.features.crm_journal import CrmJournal
 from .config import ConfigHolder
@@ -31,7 +33,7 @@ from .crm import build_crm
 from .holdmusic import moh
 from .holdmusic.files import prepare_configured_files
 from .metrics import Metrics
-from .store import open_store
+from .store import Spool, open_store
 
 log = logging.getLogger("numcfg")
 
@@ -71,6 +73,10 @@ class App:
             config_source=lambda: self.config_holder.current,
         )
         node = socket.gethostname()
+        journal_node = f"{node}/{config.asterisk.app}"
+        # One spool file per node: two nodes sharing a folder never replay each other's.
+        spool = Spool(Path(config.storage.spool) / f"{journal_node.replace('/', '_')}.jsonl")
+        self.journal = Journal(store=self.store, spool=spool, node=journal_node)
         self.services = Services(
             client=self.client,
             router=self.router,
@@ -78,7 +84,8 @@ class App:
             store=self.store,
             metrics=self.metrics,
             node=node,
-            journal_node=f"{node}/{config.asterisk.app}",
+            journal_node=journal_node,
+            journal=self.journal,
             claims=claims_for(self.store, node),
             crm=self.crm,
             observers=(CrmJournal(),),
@@ -155,6 +162,7 @@ class App:
 
     async def _start_parts(self, stack: contextlib.AsyncExitStack) -> None:
         config = self.config_holder.current
+        self._warn_if_config_is_readable()
         # Torn down last: everything else may still write to the store or call ARI.
         stack.push_async_callback(asyncio.to_thread, self.store.close)
         stack.push_async_callback(self.client.close)
@@ -164,6 +172,9 @@ class App:
             self.store.callbacks.requeue_node, self.services.node, now=self.services.clock()
         )
         await self._close_interrupted_calls()
+        # Started before the calls' parts and so stopped after them: what the last calls
+        # write is flushed (or spooled) at the end.
+        self._background(stack, self.journal.run(), "journal", before=self._flush_journal)
         self._background(stack, self.stream.run(), "ari-events", before=self.stream.stop)
         self._background(stack, self._watch_config(), "config-watch")
         self._background(stack, self._watch_store(), "store-config-watch")
@@ -177,6 +188,20 @@ class App:
         site = web.TCPSite(runner, host or "127.0.0.1", int(port))
         await site.start()
         log.info("numcfg API on http://%s", config.api.listen)
+
+    def _warn_if_config_is_readable(self) -> None:
+        """The config names secrets' variables and the store URL: say so when anyone on
+        the host may read it."""
+        try:
+            mode = self.config_holder.path.stat().st_mode
+        except OSError:
+            return
+        if mode & stat.S_IROTH:
+            log.warning(
+                "%s is world-readable (mode %o): chmod o-r it",
+                self.config_holder.path,
+                mode & 0o777,
+            )
 
     async def _close_interrupted_calls(self) -> None:
         """Calls this node had up when it was killed get their details now."""
@@ -213,6 +238,9 @@ class App:
                 await task
 
         stack.push_async_callback(end)
+
+    async def _flush_journal(self) -> None:
+        await self.journal.flush()
 
     async def _close_crm(self) -> None:
         with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..store import STORE_FAULTS
 from . import (
     routes_callbacks,
     routes_calls,
@@ -59,6 +60,13 @@ def build_api(app_state: Any) -> web.Application:
             if exc.status >= 400:
                 return error_response(exc.status, "http_error", exc.reason)
             raise
+        except STORE_FAULTS as exc:
+            # Locked, read-only, full or unreachable: the request changed nothing.
+            log.warning("API %s %s: store unavailable: %s", request.method, request.path, exc)
+            return error_response(503, "store_unavailable", "the store cannot be used now")
+        except Exception:
+            log.exception("API %s %s failed", request.method, request.path)
+            return error_response(500, "internal_error", "numcfg failed on this request")
 
     api = web.Application(middlewares=[errors_and_auth])
     store = app_state.services.store
@@ -77,7 +85,18 @@ def build_api(app_state: Any) -> web.Application:
             store_ok = False
         holder = app_state.config_holder
         config_errors = [str(issue) for issue in (holder.last_error or [])]
+        reasons = [
+            reason
+            for reason in (
+                None if ari else "ARI not connected",
+                None if store_ok else "store unreachable",
+                app_state.journal.degraded,
+            )
+            if reason
+        ]
         body = {
+            "status": "ok" if not reasons else "degraded",
+            "reasons": reasons,
             "ari": ari,
             "store": store_ok,
             "config": {
@@ -86,7 +105,7 @@ def build_api(app_state: Any) -> web.Application:
                 "errors": config_errors,
             },
         }
-        return web.json_response(body, status=200 if ari and store_ok else 503)
+        return web.json_response(body, status=503 if reasons else 200)
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(

@@ -47,8 +47,7 @@ async def missed_call_callback(call: Call) -> None:
     if not is_e164(phone) or not allowed_external(phone, call.config.account.external_allowlist):
         log.info("call %s: no callback to %r (not an allowed E.164 number)", call.record.id, phone)
         return
-    await call.services.db(
-        call.services.store.callbacks.add,
+    await call.services.journal.add_callback(
         number=call.record.number,
         phone=phone,
         attempts=number.callback.attempts,
@@ -176,7 +175,7 @@ async def _free_employee(services: Services, config: Any, number: Any) -> str | 
         members = list(config.queues[number.routing.queue].members)
     members += [e for e in config.employees if e not in members]
     busy = await services.claims.busy()
-    workdays = await services.db(services.store.people.workdays)
+    workdays = await services.db_or(services.runtime.last_workdays, services.store.people.workdays)
     for member in members:
         if may_ring(
             workday=workday_of(workdays.get(member)), on_call=member in busy, skip_absent=True

@@ -84,7 +84,9 @@ async def moh_class(call: Call) -> str:
     number_id = call.record.number or ""
     if number_id not in call.config.numbers:
         return f"numcfg-{call.lang}"
-    uploaded = await call.services.db(call.services.store.hold_music.upload_path, number_id)
+    uploaded = await call.services.db_or(
+        None, call.services.store.hold_music.upload_path, number_id
+    )
     return moh_class_for(call.config, number_id, uploaded is not None)
 
 
@@ -170,7 +172,11 @@ async def _available_members(call: Call, members: list[str], skip_absent: bool) 
     """Members who may ring now: working (when absent ones are skipped) and not on a call."""
     store = call.services.store
     busy = await call.services.claims.busy()
-    workdays = await call.services.db(store.people.workdays) if skip_absent else {}
+    runtime = call.services.runtime
+    workdays: dict[str, str] = {}
+    if skip_absent:
+        workdays = await call.services.db_or(runtime.last_workdays, store.people.workdays)
+        runtime.last_workdays = dict(workdays)
     return [
         m
         for m in members
@@ -189,13 +195,15 @@ async def _ring_round(
 ) -> Reach:
     """One pass over the `available` members in distribution order until one answers."""
     store = call.services.store
-    cursor = await call.services.db(store.queues.cursor, queue_id)
+    cursors = call.services.runtime.cursors
+    cursor = await call.services.db_or(cursors.get(queue_id, 0), store.queues.cursor, queue_id)
     rounds, new_cursor = ring_rounds(
         queue.members, queue.distribution, available=available, cursor=cursor
     )
     if queue.distribution == "evenly":
         # Stored before ringing so the next caller starts with the next member.
-        await call.services.db(store.queues.set_cursor, queue_id, new_cursor)
+        cursors[queue_id] = new_cursor
+        await call.services.db_or(None, store.queues.set_cursor, queue_id, new_cursor)
     for members in rounds:
         budget = ring_budget(ring_time=queue.ring_time, max_wait=queue.max_wait, waited=waited)
         if budget <= 0 or call.hung_up:

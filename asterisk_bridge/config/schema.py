@@ -194,6 +194,9 @@ class StorageSettings(_Model):
     # Where numcfg writes numcfg-moh.conf (musiconhold.conf #tryincludes it);
     # None: <hold_music>/numcfg-moh.conf, for a symlink from /etc/asterisk.
     moh_conf: str | None = None
+    # Call details and callback jobs the store could not take yet (it was locked, full or
+    # unreachable), one file per node, written to the store once it answers again.
+    spool: str = "spool"
 
 
 class CrmSettings(_Model):
@@ -397,6 +400,7 @@ class Config(_Model):
                 ("voicemail", "voicemail"),
                 ("hold_music", "hold-music"),
                 ("moh_conf", None),
+                ("spool", "spool"),
             ):
                 value = storage.get(name, default)
                 if _relative(value):

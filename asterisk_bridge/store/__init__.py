@@ -5,7 +5,7 @@ its own module, and they return the typed rows of rows.py.
 """
 
 from asterisk_bridge.store.config_versions import CONFIG_CHANNEL, ConfigListener, ListenLost
-from asterisk_bridge.store.engine import NotFoundError
+from asterisk_bridge.store.engine import STORE_FAULTS, NotFoundError
 from asterisk_bridge.store.rows import (
     CallbackJob,
     CallDetails,
@@ -15,10 +15,12 @@ from asterisk_bridge.store.rows import (
     NumberState,
     PendingCrmOp,
 )
+from asterisk_bridge.store.spool import Spool
 from asterisk_bridge.store.store import Store, open_store
 
 __all__ = [
     "CONFIG_CHANNEL",
+    "STORE_FAULTS",
     "CallDetails",
     "CallbackJob",
     "ConfigListener",
@@ -29,6 +31,7 @@ __all__ = [
     "NotFoundError",
     "NumberState",
     "PendingCrmOp",
+    "Spool",
     "Store",
     "open_store",
 ]

@@ -7,6 +7,7 @@ the asyncio application can call them through `asyncio.to_thread` from any threa
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,11 @@ _SCHEMA_LOCK_KEY: Final = 0x6E756D636667  # "numcfg"
 
 # Connections from the write engine open SQLite transactions with BEGIN IMMEDIATE.
 _WRITE_OPTION: Final = "numcfg_write"
+
+
+# What a locked, read-only, full or unreachable database raises through SQLAlchemy, for
+# callers that must answer for it (the API: 503) without knowing SQL themselves.
+STORE_FAULTS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
 
 
 class NotFoundError(LookupError):
@@ -154,7 +160,12 @@ def _create_sqlite_engine(parsed: sa.URL) -> Engine:
         # Each pooled connection would get its own empty database.
         raise ValueError("the SQLite store needs a file path, e.g. sqlite:////var/lib/numcfg/db")
     # First run: create the directory so `numcfg run` works on a fresh host.
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    file = Path(database).expanduser()
+    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Call details and phone numbers: readable by numcfg's user only. SQLite gives its
+    # -wal and -shm files the database file's mode.
+    if not file.exists():
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
     engine = sa.create_engine(
         parsed,
         pool_size=POOL_SIZE,

@@ -66,6 +66,33 @@ class CallDetails:
             "crm": _plain(self.crm),
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CallDetails:
+        """The inverse of to_json (the spool keeps details in their JSON form)."""
+        return cls(
+            id=str(data["id"]),
+            number=data["number"],
+            direction=Direction(data["direction"]),
+            caller=data["caller"],
+            callee=data["callee"],
+            employee=data["employee"],
+            started_at=_instant(data["started_at"]) or datetime.now(UTC),
+            answered_at=_instant(data["answered_at"]),
+            ended_at=_instant(data["ended_at"]),
+            duration=data["duration"],
+            disposition=Disposition(data["disposition"]),
+            route=tuple(data["route"]),
+            recording=data["recording"],
+            recording_skipped=data["recording_skipped"],
+            rating=data["rating"],
+            transcript=data["transcript"],
+            crm=data["crm"],
+        )
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallbackJob:

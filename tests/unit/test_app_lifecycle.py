@@ -82,3 +82,14 @@ async def test_stop_tears_down_in_reverse_order_and_twice_is_harmless(
     assert events == ["stream", "client"]
     assert all(task.done() for task in app._tasks)
     await app.stop()  # already stopped: nothing to do, no error
+
+
+async def test_the_store_is_private_and_a_world_readable_config_is_warned_about(
+    tmp_path: Path, fake_ari: FakeAri, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_config(tmp_path, fake_ari, free_port())
+    path.chmod(0o644)
+    async with App(path):
+        pass
+    assert (tmp_path / "numcfg.sqlite3").stat().st_mode & 0o777 == 0o600
+    assert any("world-readable" in r.getMessage() for r in caplog.records)

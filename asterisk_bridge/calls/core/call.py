@@ -101,17 +101,10 @@ class Call:
 
     async def note_progress(self) -> None:
         """Keep the store's copy of this call in progress current, so a numcfg killed
-        now still leaves its details (closed as interrupted at the next start)."""
-        if not self.persist:
-            return
-        try:
-            await self.services.db(
-                self.services.store.calls.note_open,
-                self.record.details(),
-                node=self.services.journal_node,
-            )
-        except Exception as exc:  # the store being down must never stop a call
-            log.warning("call %s: progress not noted: %s", self.record.id, exc)
+        now still leaves its details (closed as interrupted at the next start). Queued
+        to the journal: a slow or broken store never delays the call."""
+        if self.persist:
+            self.services.journal.call_open(self.record.details())
 
     async def on_bridged(self, bridge_id: str) -> None:
         """The caller now talks to someone in `bridge_id`: recording starts here."""
@@ -155,10 +148,7 @@ class Call:
         if not self.persist:
             return
         details = self.record.details()
-        try:
-            await self.services.db(self.services.store.calls.save, details)
-        except Exception:
-            log.exception("call %s: saving call details failed", self.record.id)
+        await self.services.journal.call_finished(details)
         for observer in self.services.observers:
             await observer.finished(self, details)
 

@@ -8,9 +8,12 @@ per conversation fewer on the hot path, same guarantee.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
-from ...store import Store
+from ...store import STORE_FAULTS, Store
+
+log = logging.getLogger("numcfg.calls")
 
 
 class Claims(Protocol):
@@ -36,20 +39,39 @@ class MemoryClaims:
 
 
 class StoreClaims:
+    """Claims in the shared store. While it cannot be reached, this node keeps claiming in
+    memory (no employee is rung twice by this node; another node could ring them then),
+    and those claims are released locally as usual."""
+
     def __init__(self, store: Store, node: str) -> None:
         self._store = store
         self._node = node
+        self._local = MemoryClaims()
 
     async def claim(self, employee: str, call_id: str) -> bool:
-        return await asyncio.to_thread(
-            self._store.people.claim, employee, call_id=call_id, node=self._node
-        )
+        if employee in await self._local.busy():
+            return await self._local.claim(employee, call_id)
+        try:
+            return await asyncio.to_thread(
+                self._store.people.claim, employee, call_id=call_id, node=self._node
+            )
+        except STORE_FAULTS as exc:
+            log.warning("claims: shared store unavailable (%s); claiming on this node", exc)
+            return await self._local.claim(employee, call_id)
 
     async def release(self, employee: str, call_id: str) -> None:
-        await asyncio.to_thread(self._store.people.release, employee, call_id=call_id)
+        await self._local.release(employee, call_id)
+        try:
+            await asyncio.to_thread(self._store.people.release, employee, call_id=call_id)
+        except STORE_FAULTS as exc:  # a stale claim expires in the store by itself
+            log.warning("claims: release of %s not written: %s", employee, exc)
 
     async def busy(self) -> set[str]:
-        return await asyncio.to_thread(self._store.people.busy)
+        local = await self._local.busy()
+        try:
+            return local | await asyncio.to_thread(self._store.people.busy)
+        except STORE_FAULTS:
+            return local
 
 
 def claims_for(store: Store, node: str) -> Claims:

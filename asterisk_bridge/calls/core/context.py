@@ -4,6 +4,7 @@ current when it started (a reload never changes a call in progress)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ...ari.client import AriClient
 from ...ari.router import EventRouter
+from ...store import STORE_FAULTS
 from .claims import Claims, MemoryClaims
+from .journal import Journal
 
 if TYPE_CHECKING:
     from ...config import ConfigHolder
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
     from ...metrics import Metrics
     from ...store import CallDetails, Store
     from ..queue import QueueState
+
+
+log = logging.getLogger("numcfg.calls")
 
 
 class CallObserver(Protocol):
@@ -40,6 +46,9 @@ class Runtime:
     draining: bool = False
     # Waiting lines per queue on this node, first come first served.
     queues: dict[str, QueueState] = field(default_factory=dict)
+    # What the call engine last read from the store, used while it cannot be read.
+    last_workdays: dict[str, str] = field(default_factory=dict)
+    cursors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -64,6 +73,8 @@ class Services:
     # Tests fix the clock to check working hours and quota months deterministically.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     runtime: Runtime = field(default_factory=Runtime)
+    # Every store write of the call engine goes through it, in order, off the calls' path.
+    journal: Journal
 
     @property
     def active(self) -> dict[str, asyncio.Task[Any]]:
@@ -80,3 +91,13 @@ class Services:
     async def db(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a (short, sync) store method off the event loop."""
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def db_or(self, fallback: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """db(), for the decisions a call can take without the store: a locked, read-only
+        or unreachable store gives `fallback` (what the call knows in memory) instead of
+        failing the call."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except STORE_FAULTS as exc:
+            log.warning("store unavailable for %s: %s", getattr(fn, "__name__", fn), exc)
+            return fallback

@@ -99,7 +99,8 @@ async def crm_responsible(call: Call) -> str | None:
         return None
     routing = call.config.numbers[call.record.number].routing
     if routing.skip_absent_employees:
-        state = await call.services.db(call.services.store.people.workday, employee_id)
+        last = call.services.runtime.last_workdays.get(employee_id)
+        state = await call.services.db_or(last, call.services.store.people.workday, employee_id)
         if not may_ring(workday=workday_of(state), on_call=False, skip_absent=True):
             log.info("call %s: responsible %s is absent", call.record.id, employee_id)
             return None

@@ -39,7 +39,8 @@ class Recorder:
         self._period = quota_period(call.services.clock(), account.timezone)
         used = 0
         if number.recording.record_all and MONTHLY_RECORDING_QUOTA.get(account.plan) is not None:
-            used = await call.services.db(call.services.store.quota.used, self._period)
+            # Unknown (store down): as if the quota were used up; start() checks again.
+            used = await call.services.db_or(10**9, call.services.store.quota.used, self._period)
         decision = recording_decision(
             record_all=number.recording.record_all, plan=account.plan, used=used
         )
@@ -54,8 +55,9 @@ class Recorder:
         limit = MONTHLY_RECORDING_QUOTA.get(call.config.account.plan)
         # The quota is consumed when recording really starts, in one atomic statement,
         # so N+k calls answered together never record more than N.
-        allowed = await call.services.db(
-            call.services.store.quota.try_consume, self._period, limit=limit
+        # A store that cannot count cannot promise the quota: no recording then.
+        allowed = await call.services.db_or(
+            False, call.services.store.quota.try_consume, self._period, limit=limit
         )
         if not allowed:
             call.record.recording_skipped = "quota"
