@@ -679,6 +679,7 @@ class FakeAri:
         d("POST", "/recordings/live/{name}/stop", self._stop_recording)
         d("DELETE", "/recordings/live/{name}", self._discard_recording)
         d("GET", "/recordings/stored/{name}/file", self._recording_file)
+        d("GET", "/recordings/stored/{name}", self._get_stored)
         d("DELETE", "/recordings/stored/{name}", self._delete_stored)
 
     def _ping(self) -> dict[str, Any]:
@@ -871,6 +872,11 @@ class FakeAri:
         if data is None:
             return _not_found("Recording")
         return Reply(200, raw=data, content_type="audio/wav")
+
+    def _get_stored(self, req: Request, m: dict[str, str]) -> Reply:
+        if m["name"] not in self.stored_recordings:
+            return _not_found("Recording")
+        return Reply(200, {"name": m["name"], "format": "wav"})
 
     def _delete_stored(self, req: Request, m: dict[str, str]) -> Reply:
         if self.stored_recordings.pop(m["name"], None) is None:
