@@ -7,6 +7,9 @@ import asyncio
 import json
 import sys
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as distribution_version
+from zoneinfo import ZoneInfo
 
 from . import cli_admin, cli_crm, cli_holdmusic, logs
 from .app import run_app
@@ -46,11 +49,28 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_since(text: str, timezone: str) -> datetime:
+    """An ISO 8601 date or time; without a zone it is read in the account's timezone
+    (what an operator means by "since the 1st")."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r} is not a date or time: use ISO 8601, "
+            "e.g. 2026-11-01, 2026-11-01T09:00 or 2026-11-01T09:00+01:00"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=ZoneInfo(timezone))
+
+
 def cmd_calls(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args)
+    try:
+        since = parse_since(args.since, config.account.timezone) if args.since else None
+    except ValueError as exc:
+        print(f"numcfg calls: {exc}", file=sys.stderr)
+        return 2
     store = open_store(config.store)
     try:
-        since = datetime.fromisoformat(args.since) if args.since else None
         details = store.calls.recent(number=args.number, since=since, limit=args.limit)
     finally:
         store.close()
@@ -67,9 +87,17 @@ def cmd_calls(args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    try:
+        return distribution_version("numcfg")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="numcfg", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"numcfg {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="the service: ARI app + HTTP API")

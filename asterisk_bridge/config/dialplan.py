@@ -7,7 +7,27 @@ dial string here; the outbound context FILTERs the dialed digits before Stasis.
 
 from __future__ import annotations
 
+import phonenumbers
+
 from .schema import Config
+
+
+def trunk_forms(e164: str) -> list[str]:
+    """How trunks deliver a number besides +E.164: without the '+' (33185000000) and in
+    national form (0185000000), each a Goto to the +E.164 extension."""
+    forms = [e164.removeprefix("+")]
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return forms
+    national = "".join(
+        ch
+        for ch in phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+        if ch.isdigit()
+    )
+    if national and national not in forms:
+        forms.append(national)
+    return forms
 
 
 def render_dialplan(config: Config) -> str:
@@ -24,6 +44,11 @@ def render_dialplan(config: Config) -> str:
         "",
         "[numcfg-inbound]",
     ]
+    # A form two numbers share (the same national digits in two countries) names neither.
+    claimed: dict[str, int] = {}
+    for number in config.numbers.values():
+        for form in trunk_forms(number.number):
+            claimed[form] = claimed.get(form, 0) + 1
     for number_id, number in config.numbers.items():
         e164 = number.number
         lines += [
@@ -44,6 +69,11 @@ def render_dialplan(config: Config) -> str:
         lines += [
             " same => n,Hangup()",
             f"exten => {number_id},1,Goto({e164},1)",
+        ]
+        lines += [
+            f"exten => {form},1,Goto({e164},1)"
+            for form in trunk_forms(e164)
+            if claimed[form] == 1 and form not in config.numbers
         ]
     lines += [
         "",

@@ -35,3 +35,15 @@ async def test_unknown_number_hears_not_in_service(harness: Harness, numcfg) -> 
     calls = await calls_done(app)
     assert calls[0]["disposition"] == "failed"
     assert "sound:numcfg/en/welcome" not in harness.media_heard(leg)
+
+
+@pytest.mark.parametrize("delivered", ["33185000000", "0185000000"])
+async def test_a_number_the_trunk_sends_without_plus_or_nationally_reaches_it(
+    harness: Harness, numcfg, delivered: str
+) -> None:
+    app = await numcfg()
+    leg = await harness.call(delivered)
+    await harness.heard(leg, "sound:numcfg/en/welcome")
+    await harness.ended(leg)
+    calls = await calls_done(app)
+    assert calls[0]["number"] == "paris"

@@ -35,6 +35,8 @@ exten => +33185000000,1,NoOp(numcfg inbound paris)
  same => n,Dial(PJSIP/+33600000001@provider,60)
  same => n,Hangup()
 exten => paris,1,Goto(+33185000000,1)
+exten => 33185000000,1,Goto(+33185000000,1)
+exten => 0185000000,1,Goto(+33185000000,1)
 ; lyon: lyon
 exten => +33472000000,1,NoOp(numcfg inbound lyon)
  same => n,Stasis(numcfg-a,inbound,lyon)
@@ -44,6 +46,8 @@ exten => +33472000000,1,NoOp(numcfg inbound lyon)
  same => n,Playback(ss-noservice)
  same => n,Hangup()
 exten => lyon,1,Goto(+33472000000,1)
+exten => 33472000000,1,Goto(+33472000000,1)
+exten => 0472000000,1,Goto(+33472000000,1)
 
 [numcfg-outbound]
 ; employees' phones: include => numcfg-outbound in their context
@@ -90,3 +94,20 @@ def test_number_without_backup_plays_no_service() -> None:
 def test_header_says_workday_comes_before_outbound() -> None:
     header = render().split("[numcfg-inbound]")[0]
     assert header.index("include => numcfg-workday") < header.index("include => numcfg-outbound")
+
+
+def test_a_national_form_two_numbers_share_names_neither() -> None:
+    text = render_dialplan(
+        load_config_text(
+            CONFIG.replace(
+                '"+33472000000"', '"+33472000000"\n  brussels:\n    number: "+32472000000"'
+            ),
+            env={},
+        )
+    )
+    lines = text.splitlines()
+    # +33 4 72 00 00 00 and +32 472 00 00 00 are both 0472000000 at home: a trunk sending
+    # that cannot be routed safely, so only the +E.164 and international forms exist.
+    assert not any(line.startswith("exten => 0472000000,") for line in lines)
+    assert "exten => 33472000000,1,Goto(+33472000000,1)" in lines
+    assert "exten => 32472000000,1,Goto(+32472000000,1)" in lines
