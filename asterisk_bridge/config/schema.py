@@ -199,12 +199,21 @@ class StorageSettings(_Model):
     spool: str = "spool"
 
 
+class CrmRateLimit(_Model):
+    # A Bitrix24 portal's leaky bucket: `burst` requests at once, then `per_second`
+    # (the defaults are the cloud plans'; Enterprise plans allow 5/s and bursts of 250).
+    per_second: Seconds = 2.0
+    burst: Count = 50
+
+
 class CrmSettings(_Model):
     backend: Literal["builtin", "bitrix24", "webhook"] = "builtin"
     url: str | None = None
     timeout: Seconds = 1.0
     # webhook: key of the X-Numcfg-Signature HMAC; usually ${NUMCFG_CRM_SECRET}.
     secret: str | None = Field(default=None, repr=False)
+    # bitrix24: requests are paced client-side to stay inside the portal's limits.
+    rate_limit: CrmRateLimit = CrmRateLimit()
 
 
 class Employee(_Model):
@@ -234,17 +243,39 @@ class IvrMenu(_Model):
     on_failure: Action = _HANGUP
 
 
+def _known_calendar(value: HolidayCalendar) -> HolidayCalendar:
+    # Checked at load time (and the calendar of this year built once), not during a call.
+    hours.public_holidays(value.country, value.subdivision, dt.date.today().year)
+    return value
+
+
+class HolidayCalendar(_Model):
+    """`holidays: {country: FR, subdivision: null, dates: ["24.12"]}`: a country's public
+    holidays (a maintained calendar), plus days of the company's own."""
+
+    country: Annotated[str, AfterValidator(str.upper)]
+    subdivision: str | None = None
+    dates: list[Holiday] = []
+
+
 class Schedule(_Model):
     timezone: TimeZone = "UTC"  # the loader puts account.timezone here when absent
     week: dict[Day, Windows] = {}
-    holidays: list[Holiday] = []
+    # A list of days (SPEC section 3), or a country's calendar plus days.
+    holidays: list[Holiday] | Annotated[HolidayCalendar, AfterValidator(_known_calendar)] = []
 
     @functools.cached_property
     def hours(self) -> HoursSchedule:
         """The schedule in policy.hours' terms, built once per loaded config (calls ask
         `is_open` with it; the config never changes under a call)."""
+        calendar = self.holidays if isinstance(self.holidays, HolidayCalendar) else None
+        days = calendar.dates if calendar is not None else self.holidays
         return HoursSchedule(
-            timezone=self.timezone, week=dict(self.week), holidays=tuple(self.holidays)
+            timezone=self.timezone,
+            week=dict(self.week),
+            holidays=tuple(days),
+            country=calendar.country if calendar else None,
+            subdivision=calendar.subdivision if calendar else None,
         )
 
 

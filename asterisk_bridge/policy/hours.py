@@ -13,12 +13,15 @@ the offset that day). Consequences across DST changes, which the tests pin down:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Keys of `Schedule.week`, indexed by `date.weekday()`."""
@@ -38,12 +41,16 @@ class Schedule:
     `week` maps "mon".."sun" to windows ("09:00-18:00" or "09:00-12:00,14:00-18:00");
     a day absent is closed all day, and an empty `week` is never open. `holidays` are
     "DD.MM" (every year) or "YYYY-MM-DD" (that day only), both closed all day and
-    compared with the local date, not the UTC one.
+    compared with the local date, not the UTC one. `country` (ISO 3166, optionally with
+    `subdivision`) adds that country's public holidays from the `holidays` calendar, a
+    maintained list, so Easter Monday and its kind need no yearly edit.
     """
 
     timezone: str
     week: Mapping[str, str]
     holidays: Sequence[str] = ()
+    country: str | None = None
+    subdivision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,17 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r}") from None
 
 
+@functools.lru_cache(maxsize=64)
+def public_holidays(country: str, subdivision: str | None, year: int) -> frozenset[date]:
+    """The public holidays of `country` in `year` (ValueError for a country or
+    subdivision the calendar does not know). Cached: one build per country and year."""
+    try:
+        calendar = holidays.country_holidays(country, subdiv=subdivision, years=year)
+    except NotImplementedError as exc:  # unknown country or subdivision: says which
+        raise ValueError(f"no public holiday calendar: {exc}") from None
+    return frozenset(calendar)
+
+
 def _require_aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware; a naive time has no instant")
@@ -146,6 +164,10 @@ def _require_aware(now: datetime) -> None:
 def _day_windows(schedule: Schedule, day: date) -> list[tuple[time, time]]:
     """The windows that apply on local date `day` (none on a holiday or day off)."""
     if any(parse_holiday(text).matches(day) for text in schedule.holidays):
+        return []
+    if schedule.country and day in public_holidays(
+        schedule.country, schedule.subdivision, day.year
+    ):
         return []
     text = schedule.week.get(WEEKDAYS[day.weekday()])
     return [] if text is None else parse_windows(text)

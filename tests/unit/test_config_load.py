@@ -222,3 +222,22 @@ def test_json_schema_describes_the_file() -> None:
     assert "source_path" not in schema["properties"]
     assert schema["additionalProperties"] is False
     assert Config.model_json_schema()["properties"].keys() == schema["properties"].keys()
+
+
+def test_holidays_may_be_a_country_calendar_plus_the_companys_own_days() -> None:
+    text = MINIMAL + (
+        "schedules:\n  office:\n    timezone: Europe/Paris\n"
+        '    week: {tue: "09:00-18:00"}\n'
+        '    holidays: {country: fr, dates: ["2026-07-21"]}\n'
+    )
+    hours = load_config_text(text, env=ENV).schedules["office"].hours
+    assert (hours.country, hours.holidays) == ("FR", ("2026-07-21",))
+    assert not is_open(hours, datetime(2026, 7, 14, 10, tzinfo=UTC))  # public holiday
+    assert not is_open(hours, datetime(2026, 7, 21, 10, tzinfo=UTC))  # the company's own
+    assert is_open(hours, datetime(2026, 7, 7, 10, tzinfo=UTC))
+
+
+def test_an_unknown_holiday_country_is_an_error_at_its_line() -> None:
+    text = MINIMAL + "schedules:\n  office:\n    holidays: {country: XX}\n"
+    with pytest.raises(ConfigError, match=r"schedules\.office\.holidays: .*Country XX"):
+        load_config_text(text, env=ENV, filename="numcfg.yaml")

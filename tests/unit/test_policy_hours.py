@@ -214,3 +214,25 @@ def test_parse_holiday_rejects(text: str) -> None:
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         is_open(OFFICE, datetime(2026, 11, 24, 10, 0))
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        pytest.param(datetime(2026, 7, 14, 10, tzinfo=UTC), False, id="Bastille Day: closed"),
+        pytest.param(datetime(2027, 3, 29, 10, tzinfo=UTC), False, id="Easter Monday 2027: closed"),
+        pytest.param(datetime(2026, 7, 7, 10, tzinfo=UTC), True, id="an ordinary Tuesday: open"),
+    ],
+)
+def test_a_country_calendar_closes_its_public_holidays(when: datetime, expected: bool) -> None:
+    week = {day: "09:00-18:00" for day in ("mon", "tue", "wed")}
+    schedule = Schedule(timezone="Europe/Paris", week=week, country="FR")
+    assert is_open(schedule, when) is expected
+
+
+def test_an_unknown_country_calendar_is_refused() -> None:
+    with pytest.raises(ValueError, match="no public holiday calendar"):
+        is_open(
+            Schedule(timezone="UTC", week={"mon": "09:00-18:00"}, country="XX"),
+            datetime(2026, 11, 30, 10, tzinfo=UTC),
+        )
