@@ -9,12 +9,9 @@ are LifecycleError subclasses carrying their HTTP status, so both front ends rep
 from __future__ import annotations
 
 import secrets
-import smtplib
-import socket
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from .config import Config
 from .config.formats import e164
@@ -31,13 +28,13 @@ from .lifecycle import (
     effective_status,
     reconnect_allowed_at,
 )
+from .mail import MailError, send_mail
 from .policy.numbers import allowed_external
 from .policy.types import NumberStatus, Workday
 from .store import CallbackJob, Store
 from .store.rows import iso
 
 # The API request waits for the relay; a dead one must not hold the disconnect for long.
-SMTP_TIMEOUT_S: Final = 10.0
 # 96 bits: unguessable within 24 h, short enough to paste from an email into a shell.
 UNDO_TOKEN_BYTES: Final = 12
 # A callback requested by hand on a number without `callback:` uses the schema defaults.
@@ -170,9 +167,6 @@ def send_disconnect_email(
     account = config.account
     if not account.admin_email or not account.smtp:
         raise EmailError("account.admin_email and account.smtp must both be set")
-    url = urlsplit(account.smtp)
-    if url.scheme not in ("smtp", "smtps") or not url.hostname:
-        raise EmailError(f"account.smtp: expected smtp://host:port, not {account.smtp!r}")
     message = EmailMessage()
     message["Subject"] = f"numcfg: number {number_id} ({e164_number}) will be disconnected"
     message["From"] = account.admin_email
@@ -184,21 +178,10 @@ def send_disconnect_email(
         f"  numcfg number undo {number_id} --token {token}\n"
         f'  or POST /api/numbers/{number_id}/undo {{"token": "{token}"}}\n'
     )
-    smtp_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
-    default_port = 465 if url.scheme == "smtps" else 25
     try:
-        with smtp_class(url.hostname, url.port or default_port, timeout=SMTP_TIMEOUT_S) as smtp:
-            if url.username:
-                smtp.login(url.username, url.password or "")
-            smtp.send_message(message)
-    except (OSError, smtplib.SMTPException) as exc:
-        raise EmailError(f"email to {account.admin_email} failed: {_reason(exc)}") from exc
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, socket.timeout):
-        return f"no answer from the SMTP server within {SMTP_TIMEOUT_S:g} s"
-    return str(exc) or type(exc).__name__
+        send_mail(account.smtp, message)
+    except MailError as exc:
+        raise EmailError(f"email to {account.admin_email} failed: {exc}") from exc
 
 
 # -- callbacks ------------------------------------------------------------------------------------

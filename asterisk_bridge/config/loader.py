@@ -301,6 +301,10 @@ def _walk(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, list[Hashable
     tag_skipped = False
     while i < len(loc):
         part = loc[i]
+        if not tag_skipped and path[-1:] == ["holidays"] and part in ("days", "calendar"):
+            tag_skipped = True  # schedules.<id>.holidays: a list of days or a calendar
+            i += 1
+            continue
         if isinstance(node, dict):
             is_tag = not tag_skipped and (
                 node.get("action") == part

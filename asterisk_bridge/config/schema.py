@@ -258,11 +258,23 @@ class HolidayCalendar(_Model):
     dates: list[Holiday] = []
 
 
+def _holidays_kind(value: Any) -> str:
+    return "calendar" if isinstance(value, dict | HolidayCalendar) else "days"
+
+
+# Tagged, so an error in one day of a list is reported at that day (holidays[0]).
+Holidays = Annotated[
+    Annotated[list[Holiday], Tag("days")]
+    | Annotated[HolidayCalendar, AfterValidator(_known_calendar), Tag("calendar")],
+    Discriminator(_holidays_kind),
+]
+
+
 class Schedule(_Model):
     timezone: TimeZone = "UTC"  # the loader puts account.timezone here when absent
     week: dict[Day, Windows] = {}
     # A list of days (SPEC section 3), or a country's calendar plus days.
-    holidays: list[Holiday] | Annotated[HolidayCalendar, AfterValidator(_known_calendar)] = []
+    holidays: Holidays = []
 
     @functools.cached_property
     def hours(self) -> HoursSchedule:
