@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from datetime import datetime
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 from . import cli_admin, cli_crm, cli_holdmusic, logs
 from .app import run_app
 from .cli_common import config_arg, default_config_path, load_config_or_exit
-from .config import ConfigError, config_json_schema, render_dialplan
+from .config import ConfigError, ConfigIssue, config_json_schema, load_config, render_dialplan
 from .store import open_store
 
 
@@ -30,13 +31,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args)
     path = args.config or default_config_path()
+    if args.format == "json":
+        return check_as_json(path)
+    config = load_config_or_exit(args)
     print(
         f"{path}: OK ({len(config.numbers)} numbers, {len(config.employees)} employees, "
         f"{len(config.queues)} queues, {len(config.ivr_menus)} menus)"
     )
     return 0
+
+
+def check_as_json(path: str) -> int:
+    """`check --format json`: for editors and CI, one object whatever the outcome."""
+    try:
+        load_config(path)
+        issues: list[ConfigIssue] = []
+    except ConfigError as exc:
+        issues = exc.issues
+    except FileNotFoundError:
+        issues = [ConfigIssue(file=path, line=1, col=1, path="", message="no such file")]
+    print(json.dumps({"ok": not issues, "issues": [dataclasses.asdict(i) for i in issues]}))
+    return 1 if issues else 0
 
 
 def cmd_dialplan(args: argparse.Namespace) -> int:
@@ -106,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate the config file")
     config_arg(p)
+    p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("dialplan", help="print the extensions.conf contexts")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,3 +36,25 @@ def test_calls_since_a_plain_date_lists_and_a_bad_one_is_a_clear_error(
     err = capsys.readouterr().err
     assert "--since '1st of November' is not a date or time" in err
     assert "Traceback" not in err
+
+
+def test_check_as_json_lists_every_issue_with_its_position(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "numcfg.yaml"
+    bad.write_text("version: 1\nasterisk: {ari_url: x}\n")
+    assert main(["check", "-c", str(bad), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert {"file", "line", "col", "path", "message"} <= set(report["issues"][0])
+    assert {i["path"] for i in report["issues"]} >= {"asterisk.username", "asterisk.ari_url"}
+
+
+def test_check_as_json_of_a_good_file_is_ok(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    config = write_config(tmp_path, "smtp://127.0.0.1:1")
+    assert main(["check", "-c", str(config), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "issues": []}
