@@ -113,6 +113,7 @@ def package_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="numcfg", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-json", action="store_true", help="log one JSON object a line")
     parser.add_argument("--version", action="version", version=f"numcfg {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logs.configure(verbose=args.verbose)
+    logs.configure(verbose=args.verbose, json_lines=args.log_json)
     return int(args.func(args) or 0)
 
 

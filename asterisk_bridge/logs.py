@@ -4,9 +4,11 @@ warning lines, burying the few that mattered)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 # A fault that repeats (Asterisk down, a CRM timing out) is still visible every window,
 # and a burst costs one line per window instead of one per event.
@@ -47,9 +49,26 @@ class RepeatCollapser(logging.Filter):
         return True
 
 
-def configure(*, verbose: bool) -> None:
-    """The service's logging: one line per record, repeats collapsed."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers: time (UTC ISO 8601), level, logger,
+    message, and the exception's text when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure(*, verbose: bool, json_lines: bool = False) -> None:
+    """The service's logging: one line per record (text, or JSON on request), repeats
+    collapsed."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(LOG_FORMAT))
     handler.addFilter(RepeatCollapser())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])

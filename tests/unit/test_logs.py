@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
-from asterisk_bridge.logs import RepeatCollapser
+from asterisk_bridge.logs import JsonFormatter, RepeatCollapser
 
 
 class Clock:
@@ -36,3 +37,11 @@ def test_different_messages_and_info_records_are_never_collapsed() -> None:
     assert collapse.filter(record("call %s: recording failed", "a"))
     assert collapse.filter(record("call %s: recording failed", "b"))
     assert all(collapse.filter(record("call reconnected", level=logging.INFO)) for _ in range(5))
+
+
+def test_json_lines_carry_time_level_logger_and_message() -> None:
+    line = JsonFormatter().format(record("call %s: recording failed", "c1"))
+    entry = json.loads(line)
+    assert entry["level"] == "WARNING" and entry["logger"] == "numcfg.ari"
+    assert entry["message"] == "call c1: recording failed"
+    assert entry["time"].endswith("+00:00")
