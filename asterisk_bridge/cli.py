@@ -55,6 +55,19 @@ def check_as_json(path: str) -> int:
     return 1 if issues else 0
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Bring the store to this release's schema (numcfg run does it too at start)."""
+    config = load_config_or_exit(args)
+    store = open_store(config.store)
+    before, after = store.schema
+    store.close()
+    print(
+        f"store at schema {after}"
+        + (f" (was {before or 'unversioned'})" if before != after else "")
+    )
+    return 0
+
+
 def cmd_dialplan(args: argparse.Namespace) -> int:
     sys.stdout.write(render_dialplan(load_config_or_exit(args)))
     return 0
@@ -125,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("db", help="the store's schema")
+    db_sub = p.add_subparsers(dest="db_command", required=True)
+    p = db_sub.add_parser("upgrade", help="migrate the store to this release's schema")
+    config_arg(p)
+    p.set_defaults(func=cmd_db_upgrade)
 
     p = sub.add_parser("dialplan", help="print the extensions.conf contexts")
     config_arg(p)

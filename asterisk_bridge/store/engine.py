@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from asterisk_bridge.store.tables import metadata
+from asterisk_bridge.store import migrate
 
 # A writer holds the SQLite lock for a few milliseconds; the CLI and the service share the
 # file, so wait rather than fail, but give up eventually instead of hanging a call.
@@ -59,6 +59,8 @@ class Database:
         # SQLite takes the write lock at BEGIN (waiting under busy_timeout) instead of
         # failing with "database is locked" when a read lock cannot be upgraded.
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+        # (revision before, revision now) of the schema migration run at open.
+        self.migrated: tuple[str | None, str] = (None, "")
 
     @property
     def is_postgresql(self) -> bool:
@@ -96,11 +98,13 @@ def open_database(url: str) -> Database:
     """Connect to `sqlite:///path` or `postgresql://user:pw@host/db`; create missing tables."""
     engine = _create_engine(url)
     try:
-        _create_schema(engine)
+        migrated = _create_schema(engine)
     except Exception:
         engine.dispose()
         raise
-    return Database(engine=engine)
+    database = Database(engine=engine)
+    database.migrated = migrated
+    return database
 
 
 # -- values shared by the repositories ------------------------------------------------------
@@ -200,11 +204,11 @@ def _on_sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _create_schema(engine: Engine) -> None:
+def _create_schema(engine: Engine) -> tuple[str | None, str]:
     # On SQLite the write option makes it BEGIN IMMEDIATE, which serialises the
     # check-then-create of processes opening a new file together.
     with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
         if engine.dialect.name == "postgresql":
             # Held until commit: nodes starting together create the tables one at a time.
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
-        metadata.create_all(conn)
+        return migrate.upgrade(conn)

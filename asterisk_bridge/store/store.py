@@ -50,6 +50,11 @@ class Store:
         belongs to one node."""
         return self._db.is_postgresql
 
+    @property
+    def schema(self) -> tuple[str | None, str]:
+        """The schema revision before and after the migration run when it was opened."""
+        return self._db.migrated
+
     def ping(self) -> bool:
         """True when the database answers; for /ready, so it reports instead of raising."""
         return self._db.ping()
