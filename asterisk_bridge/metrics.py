@@ -41,6 +41,14 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        # A refusal lasts until someone fixes the portal or crm.url: a gauge an alert can
+        # hold on, where the failure counter only grows with traffic.
+        self.crm_problem = Gauge(
+            "numcfg_crm_problem",
+            "1 while the CRM refuses numcfg for this reason (e.g. insufficient_scope)",
+            ["reason"],
+            registry=self.registry,
+        )
 
         self._ari_children: dict[str, Histogram] = {}
 

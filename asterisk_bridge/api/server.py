@@ -85,12 +85,14 @@ def build_api(app_state: Any) -> web.Application:
             store_ok = False
         holder = app_state.config_holder
         config_errors = [str(issue) for issue in (holder.last_error or [])]
+        crm_problem = app_state.crm.problem
         reasons = [
             reason
             for reason in (
                 None if ari else "ARI not connected",
                 None if store_ok else "store unreachable",
                 app_state.journal.degraded,
+                f"CRM refuses numcfg: {crm_problem}" if crm_problem else None,
             )
             if reason
         ]

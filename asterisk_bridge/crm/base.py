@@ -23,14 +23,39 @@ REASON_BAD_RESPONSE = "bad_response"
 REASON_REMOTE_ERROR = "remote_error"
 REASON_UNMAPPED = "unmapped_employee"  # a numcfg employee without a CRM user
 REASON_UNEXPECTED = "unexpected"
+# The CRM is up but asks us to slow down (Bitrix24 503 QUERY_LIMIT_EXCEEDED, HTTP 429), or
+# our own pacing could not fit a request in its budget: not an outage.
+REASON_RATE_LIMITED = "rate_limited"
+# The CRM refuses our credentials (revoked webhook, missing scope, wrong auth type): it will
+# go on refusing until someone changes the portal or the config, see CrmError.problem.
+REASON_REFUSED = "refused"
 
 
 class CrmError(Exception):
-    """A CRM request failed; `reason` is one of the REASON_* constants."""
+    """A CRM request failed; `reason` is one of the REASON_* constants.
 
-    def __init__(self, reason: str, message: str) -> None:
+    `status` and `answer` are the HTTP status and parsed JSON body when there was one, so a
+    backend can read its CRM's error codes even from a 5xx. With REASON_REFUSED, `problem`
+    is a short label (a metrics label, e.g. "insufficient_scope") and `fix` says in a
+    sentence what an operator has to change.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        status: int | None = None,
+        answer: Any = None,
+        problem: str | None = None,
+        fix: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
+        self.status = status
+        self.answer = answer
+        self.problem = problem
+        self.fix = fix
 
 
 @dataclass(frozen=True)

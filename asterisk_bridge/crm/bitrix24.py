@@ -4,6 +4,11 @@ Only documented REST methods are used: crm.duplicate.findbycomm and crm.<entity>
 lookups, crm.lead.add / crm.lead.update for leads, and telephony.externalcall.register /
 finish / attachRecord for the call journal. Bitrix24 answers {"result": ...} on success and
 {"error": ..., "error_description": ...} (usually with HTTP 400) on failure.
+
+Every request takes a token from a client-side bucket shaped like the portal's (ratelimit.py)
+and is retried with backoff when the portal still says "slow down" (503
+QUERY_LIMIT_EXCEEDED, 429). A refused webhook is reported as REASON_REFUSED with what to fix,
+which CrmService turns into its `problem`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from asterisk_bridge.config.schema import Employee
 from .base import (
     REASON_BAD_RESPONSE,
     REASON_HTTP_4XX,
+    REASON_RATE_LIMITED,
+    REASON_REFUSED,
     REASON_REMOTE_ERROR,
     REASON_UNMAPPED,
     CallInfo,
@@ -30,6 +37,7 @@ from .base import (
     LeadResult,
 )
 from .http import JsonClient, dumps
+from .ratelimit import Backoff, TokenBucket, current_budget
 
 log = logging.getLogger("numcfg.crm.bitrix24")
 
@@ -55,6 +63,62 @@ LOOKUP_ORDER = (("CONTACT", "contact"), ("COMPANY", "company"), ("LEAD", "lead")
 ATTACH_RECORD_TIMEOUT_S = 60.0
 # Bitrix24 refuses recordings in any other format (telephony.externalCall.attachRecord).
 RECORD_EXTENSIONS = (".mp3", ".wav")
+# The portal's leaky bucket on cloud plans (apidocs.bitrix24.com/limits.html); crm.rate_limit
+# overrides it, e.g. for Enterprise plans (5/s, bursts of 250).
+DEFAULT_PER_SECOND = 2.0
+DEFAULT_BURST = 50
+# "Slow down" answers: the 503's error code, and the 429 of OPERATION_TIME_LIMIT (a method
+# used more than 480 s in 10 minutes), both retried with backoff.
+QUERY_LIMIT_EXCEEDED = "QUERY_LIMIT_EXCEEDED"
+HTTP_TOO_MANY_REQUESTS = 429
+# Error codes meaning "these credentials will not do", keyed upper-case (Bitrix24 writes
+# some lower-case): (problem label, what an operator has to fix). Retrying cannot help.
+REFUSALS: dict[str, tuple[str, str]] = {
+    "WRONG_AUTH_TYPE": (
+        "wrong_auth_type",
+        "the portal refuses {method} through an inbound webhook (WRONG_AUTH_TYPE): on this "
+        "portal the call journal needs a local application, which numcfg does not offer "
+        "yet; lookups and leads still work",
+    ),
+    "INSUFFICIENT_SCOPE": (
+        "insufficient_scope",
+        "the webhook lacks the {scope} scope that {method} needs: add it to the inbound "
+        "webhook in the portal (Developer resources, Other, Inbound webhook)",
+    ),
+    "EXPIRED_TOKEN": (
+        "expired_token",
+        "the portal says the credentials for {method} have expired (expired_token): create "
+        "a new inbound webhook and put its URL in crm.url",
+    ),
+    "INVALID_TOKEN": (
+        "invalid_token",
+        "the portal does not accept the webhook's code (invalid_token): check crm.url, or "
+        "create a new inbound webhook and put its URL there",
+    ),
+    "INVALID_CREDENTIALS": (
+        "invalid_credentials",
+        "the portal refuses the webhook's credentials for {method} (INVALID_CREDENTIALS): "
+        "the webhook's user may have been dismissed or lost access; check that user and "
+        "crm.url",
+    ),
+    "NO_AUTH_FOUND": (
+        "no_auth_found",
+        "the portal knows no such webhook (NO_AUTH_FOUND): it was deleted or crm.url is "
+        "wrong; create an inbound webhook and put its URL in crm.url",
+    ),
+}
+# A 401/403 without one of the codes above is still a refusal, just a less specific one.
+HTTP_REFUSALS: dict[int, tuple[str, str]] = {
+    401: (
+        "http_401",
+        "the portal refuses the webhook (HTTP 401) for {method}: check crm.url",
+    ),
+    403: (
+        "http_403",
+        "the portal forbids {method} (HTTP 403): check the webhook user's rights and that "
+        "the portal's plan includes REST",
+    ),
+}
 
 
 class Bitrix24Crm:
@@ -64,24 +128,67 @@ class Bitrix24Crm:
         url: str,
         timeout: float,
         employees: Callable[[], Mapping[str, Employee]],
+        rate_limit: TokenBucket | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
-        """`employees` is read at each use, so a config reload changes the user mapping."""
+        """`employees` is read at each use, so a config reload changes the user mapping.
+        `rate_limit` paces requests (default: the cloud plans' 2/s, bursts of 50)."""
         self._base = url if url.endswith("/") else url + "/"
         self._http = JsonClient(timeout=timeout)
         self._employees = employees
+        self.rate_limit = rate_limit or TokenBucket(
+            per_second=DEFAULT_PER_SECOND, burst=DEFAULT_BURST
+        )
+        self._backoff = backoff or Backoff()
         # The webhook's owner (/rest/<user>/<code>/) registers calls nobody answered.
         self.default_user_id = _webhook_user(self._base)
         # numcfg call id -> Bitrix24 CALL_ID (from register), and the answering employee.
         self._calls: dict[str, str] = {}
         self._answered_by: dict[str, str] = {}
+        # Calls whose register failed: CrmService logged that failure already (or, for a
+        # refused webhook, the problem once), so their finish is skipped without a warning.
+        self._unregistered: set[str] = set()
 
     # -- REST ------------------------------------------------------------------------------
 
     async def call(
         self, method: str, params: Mapping[str, Any], *, timeout: float | None = None
     ) -> Any:
-        """The `result` of a REST method; CrmError when Bitrix24 reports an error."""
-        status, answer = await self._http.post(self._base + method, dumps(params), timeout=timeout)
+        """The `result` of a REST method; CrmError when Bitrix24 reports an error.
+
+        Waits for a rate-limit token and retries "slow down" answers, both within the
+        budget of the CrmService operation running (none outside one: wait as needed).
+        """
+        budget = current_budget()
+        deadline = None if budget is None else budget.deadline
+        urgent = budget is not None and budget.urgent
+        body = dumps(params)
+        retry = 0
+        while True:
+            await self.rate_limit.acquire(deadline=deadline, urgent=urgent)
+            try:
+                return await self._call_once(method, body, timeout)
+            except CrmError as exc:
+                if exc.reason != REASON_RATE_LIMITED:
+                    raise
+                log.debug("%s: %s; retrying", method, exc)
+                self.rate_limit.drain()
+                await self._backoff.wait(retry, deadline=deadline, why=str(exc))
+                retry += 1
+
+    async def _call_once(self, method: str, body: bytes, timeout: float | None) -> Any:
+        try:
+            status, answer = await self._http.post(self._base + method, body, timeout=timeout)
+        except CrmError as exc:
+            # A 503 or a non-JSON 401/403 arrives as an error; it may still mean "slow
+            # down" or "refused" rather than "down".
+            special = _limit_or_refusal(method, exc.status, exc.answer)
+            if special is not None:
+                raise special from exc
+            raise
+        special = _limit_or_refusal(method, status, answer)
+        if special is not None:
+            raise special
         if isinstance(answer, dict) and "error" in answer:
             raise CrmError(
                 REASON_REMOTE_ERROR,
@@ -173,10 +280,12 @@ class Bitrix24Crm:
         if entity is not None:
             params["CRM_ENTITY_TYPE"] = entity.kind.upper()
             params["CRM_ENTITY_ID"] = entity.id
+        self._unregistered.add(call.call_id)
         result = await self.call("telephony.externalcall.register", params)
         if not isinstance(result, dict) or not result.get("CALL_ID"):
             raise CrmError(REASON_BAD_RESPONSE, "telephony.externalcall.register: no CALL_ID")
         self._calls[call.call_id] = str(result["CALL_ID"])
+        self._unregistered.discard(call.call_id)
 
     async def call_answered(self, call: CallInfo, employee: str) -> None:
         # Bitrix24 has no "answered" method; finish reports who took the call.
@@ -193,9 +302,13 @@ class Bitrix24Crm:
     ) -> None:
         employee = self._answered_by.pop(call.call_id, None) or call.employee
         remote_id = self._calls.pop(call.call_id, None)
+        failed_register = call.call_id in self._unregistered
+        self._unregistered.discard(call.call_id)
         if remote_id is None:
-            # Registration failed or happened before a restart: nothing to finish.
-            log.warning("call %s was never registered in Bitrix24; not finishing it", call.call_id)
+            # Registration failed (already reported) or happened before a restart.
+            (log.debug if failed_register else log.warning)(
+                "call %s was never registered in Bitrix24; not finishing it", call.call_id
+            )
             return
         params: dict[str, Any] = {
             "CALL_ID": remote_id,
@@ -243,6 +356,39 @@ class Bitrix24Crm:
             return None
         found = self._employees().get(employee)
         return None if found is None else found.crm_user_id
+
+
+def _limit_or_refusal(method: str, status: int | None, answer: Any) -> CrmError | None:
+    """REASON_RATE_LIMITED or REASON_REFUSED for answers that mean so; None otherwise."""
+    code = answer.get("error") if isinstance(answer, dict) else None
+    code = str(code) if code else None
+    if code == QUERY_LIMIT_EXCEEDED or status == HTTP_TOO_MANY_REQUESTS:
+        return CrmError(
+            REASON_RATE_LIMITED,
+            f"{method}: {code or f'HTTP {status}'}: the portal's request limit",
+            status=status,
+            answer=answer,
+        )
+    refusal = REFUSALS.get(code.upper()) if code else None
+    if refusal is None and status is not None:
+        refusal = HTTP_REFUSALS.get(status)
+    if refusal is None:
+        return None
+    problem, fix = refusal
+    description = answer.get("error_description", "") if isinstance(answer, dict) else ""
+    return CrmError(
+        REASON_REFUSED,
+        f"{method}: {code or f'HTTP {status}'}: {description}".rstrip(": "),
+        status=status,
+        answer=answer,
+        problem=problem,
+        fix=fix.format(method=method, scope=_scope(method)),
+    )
+
+
+def _scope(method: str) -> str:
+    # The scope a webhook needs is the method's first segment: crm.*, telephony.*, user.*.
+    return method.split(".", 1)[0].lower()
 
 
 def _webhook_user(base: str) -> str | None:

@@ -67,19 +67,39 @@ class JsonClient:
         except aiohttp.ClientError as exc:
             raise CrmError(REASON_CONNECTION, f"{_site(url)}: {exc or type(exc).__name__}") from exc
         if status >= 500:
-            raise CrmError(REASON_HTTP_5XX, f"{_site(url)} answered HTTP {status}")
+            # The body is kept when it is JSON: Bitrix24 says "slow down" with a 503 whose
+            # body is {"error": "QUERY_LIMIT_EXCEEDED"}, which is no outage.
+            raise CrmError(
+                REASON_HTTP_5XX,
+                f"{_site(url)} answered HTTP {status}",
+                status=status,
+                answer=_json_or_none(raw),
+            )
         if len(raw) > MAX_RESPONSE_BYTES:
-            raise CrmError(REASON_BAD_RESPONSE, f"{_site(url)}: answer larger than 1 MiB")
+            raise CrmError(
+                REASON_BAD_RESPONSE, f"{_site(url)}: answer larger than 1 MiB", status=status
+            )
         try:
             return status, json.loads(raw) if raw.strip() else None
         except ValueError as exc:
             reason = REASON_HTTP_4XX if status >= 400 else REASON_BAD_RESPONSE
-            raise CrmError(reason, f"{_site(url)} answered HTTP {status}, not JSON") from exc
+            raise CrmError(
+                reason, f"{_site(url)} answered HTTP {status}, not JSON", status=status
+            ) from exc
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _json_or_none(raw: bytes) -> Any:
+    if len(raw) > MAX_RESPONSE_BYTES:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def _site(url: str) -> str:

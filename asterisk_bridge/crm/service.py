@@ -5,6 +5,11 @@ resets the connection, sends HTML), a caller must still be routed: every request
 `crm.timeout`, failures become None plus a log line and a metrics.crm_failures count, and no
 method here raises. A lead that could not be created is kept in the store and created later
 by retry_pending(), which the app calls periodically.
+
+Each operation runs under a ratelimit.RequestBudget: routing (lookup, leads) is urgent and
+bounded by `crm.timeout`, so waiting for a rate-limit token never holds a caller longer;
+journal events may wait their turn much longer. A CRM that refuses our credentials sets
+`problem` (what to fix), logged when it appears and when it clears, not once per call.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -20,9 +26,18 @@ from asterisk_bridge.config.schema import Config, Employee, Number
 from asterisk_bridge.metrics import Metrics
 from asterisk_bridge.store import NotFoundError, PendingCrmOp, Store
 
-from .base import REASON_TIMEOUT, REASON_UNEXPECTED, CallInfo, CrmBackend, CrmEntity, CrmError
+from .base import (
+    REASON_REFUSED,
+    REASON_TIMEOUT,
+    REASON_UNEXPECTED,
+    CallInfo,
+    CrmBackend,
+    CrmEntity,
+    CrmError,
+)
 from .bitrix24 import Bitrix24Crm
 from .builtin import BuiltinCrm
+from .ratelimit import TokenBucket, request_budget
 from .rules import is_exception, region_of, to_e164, wants_lead
 from .webhook import WebhookCrm
 
@@ -46,6 +61,16 @@ RETRY_CLAIM_STALE_S = 300.0
 # two requests (Bitrix24 finish then attachRecord, which has its own budget on top).
 NOTIFY_BUDGET_FACTOR = 2.0
 RECORDING_UPLOAD_BUDGET_S = 60.0
+# On top of that, journal events may wait this long for rate-limit tokens behind other
+# calls' events: at Bitrix24's 2 requests/s it drains a backlog of 240 requests (a burst of
+# about 80 calls); a longer backlog means the portal's plan is too small for the traffic.
+JOURNAL_RATE_WAIT_S = 120.0
+# A retried lead waits less: retry_pending works through a batch in turn, and the batch must
+# end well before its claim goes stale (RETRY_BATCH * (timeout + this) < RETRY_CLAIM_STALE_S).
+RETRY_RATE_WAIT_S = 10.0
+# Operations sharing the REST methods share their problem: a retried lead that succeeds
+# clears what a failed lead creation set.
+PROBLEM_SCOPES = {"retry_lead": "create_lead"}
 # At shutdown, journal events still in flight get this long before they are cancelled.
 CLOSE_DRAIN_S = 5.0
 
@@ -72,6 +97,25 @@ class CrmService:
         self._entities: dict[str, CrmEntity] = {}
         # Per call: its latest journal event, so events reach the CRM in order.
         self._chains: dict[str, asyncio.Task[None]] = {}
+        # Per operation (lookup, call_started, ...): why the CRM refuses it. Kept per
+        # operation because a refusal can be partial: a portal may take lookups through a
+        # webhook but refuse the call journal (WRONG_AUTH_TYPE).
+        self._problems: dict[str, CrmProblem] = {}
+
+    @property
+    def problem(self) -> str | None:
+        """What an operator has to fix for the CRM to accept numcfg again, or None.
+
+        Set when the CRM refuses our credentials (revoked webhook, missing scope, wrong
+        auth type), cleared when the refused operation next succeeds. For /ready.
+        """
+        fixes = dict.fromkeys(found.fix for found in self._problems.values())
+        return "; ".join(fixes) or None
+
+    @property
+    def problems(self) -> dict[str, CrmProblem]:
+        """The current refusals by operation, e.g. {"call_started": CrmProblem(...)}."""
+        return dict(self._problems)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -175,6 +219,7 @@ class CrmService:
             await self._give_up(op, f"unknown operation kind {op.kind!r}", None)
             return 0
         call = CallInfo.from_json(payload["call"])
+        # Nobody waits for a retry: it queues behind journal events for rate-limit tokens.
         ok, result = await self._attempt(
             "retry_lead",
             lambda: self.backend.create_lead(
@@ -183,6 +228,8 @@ class CrmService:
                 responsible=payload.get("responsible"),
                 call=call,
             ),
+            budget=self.timeout + RETRY_RATE_WAIT_S,
+            urgent=False,
         )
         if not ok:
             attempts = op.attempts + 1
@@ -215,7 +262,7 @@ class CrmService:
             call,
             "call_started",
             lambda: self.backend.call_started(call, create_crm=create_crm, entity=entity),
-            self.timeout * NOTIFY_BUDGET_FACTOR,
+            self._journal_budget(),
         )
 
     async def notify_answered(self, call: CallInfo, employee: str) -> None:
@@ -223,7 +270,7 @@ class CrmService:
             call,
             "call_answered",
             lambda: self.backend.call_answered(call, employee),
-            self.timeout * NOTIFY_BUDGET_FACTOR,
+            self._journal_budget(),
         )
 
     async def notify_finished(
@@ -236,7 +283,7 @@ class CrmService:
         recording_path: str | None,
     ) -> None:
         self._entities.pop(call.call_id, None)
-        budget = self.timeout * NOTIFY_BUDGET_FACTOR
+        budget = self._journal_budget()
         if recording_path:
             budget += RECORDING_UPLOAD_BUDGET_S
         self._enqueue(
@@ -267,11 +314,14 @@ class CrmService:
             if previous is not None:
                 # Finish must not overtake register: Bitrix24 needs register's CALL_ID.
                 await asyncio.wait([previous])
-            await self._attempt(what, factory, budget=budget)
+            await self._attempt(what, factory, budget=budget, urgent=False)
 
         task = asyncio.create_task(run(), name=f"crm-{what}-{call.call_id}")
         self._chains[call.call_id] = task
         task.add_done_callback(lambda done: self._forget(call.call_id, done))
+
+    def _journal_budget(self) -> float:
+        return self.timeout * NOTIFY_BUDGET_FACTOR + JOURNAL_RATE_WAIT_S
 
     def _forget(self, call_id: str, task: asyncio.Task[None]) -> None:
         if self._chains.get(call_id) is task:
@@ -300,21 +350,70 @@ class CrmService:
         factory: Callable[[], Awaitable[T]],
         *,
         budget: float | None = None,
+        urgent: bool = True,
     ) -> tuple[bool, Any]:
-        """(True, value) or, on any failure within `budget` seconds, (False, None)."""
+        """(True, value) or, on any failure within `budget` seconds, (False, None).
+
+        `urgent`: a call waits for this (routing); its requests go before journal ones.
+        """
+        seconds = self.timeout if budget is None else budget
         try:
-            async with asyncio.timeout(self.timeout if budget is None else budget):
-                return True, await factory()
+            with request_budget(seconds, urgent=urgent):
+                async with asyncio.timeout(seconds):
+                    value = await factory()
         except TimeoutError:
             reason, message = REASON_TIMEOUT, "no answer in time"
         except CrmError as exc:
             reason, message = exc.reason, str(exc)
+            if exc.reason == REASON_REFUSED:
+                # Said once when it appears and once when it clears (_set_problem): it
+                # lasts until someone acts, so a line per call would only bury it.
+                log.debug("CRM %s failed (%s): %s", what, reason, message)
+                self._refused(what, exc)
+                self._metrics.crm_failures.labels(reason=reason).inc()
+                return False, None
         except Exception as exc:  # a backend bug must not end a call either
             log.exception("CRM %s: unexpected error", what)
             reason, message = REASON_UNEXPECTED, repr(exc)
+        else:
+            self._set_problem(what, None)
+            return True, value
         log.warning("CRM %s failed (%s): %s", what, reason, message)
         self._metrics.crm_failures.labels(reason=reason).inc()
         return False, None
+
+    def _refused(self, what: str, exc: CrmError) -> None:
+        fix = exc.fix or f"the CRM refuses numcfg: {exc}"
+        self._set_problem(what, CrmProblem(reason=exc.problem or REASON_REFUSED, fix=fix))
+
+    def _set_problem(self, what: str, found: CrmProblem | None) -> None:
+        """Set (or, with None, clear) the problem of operation `what`, saying so in the log
+        and the numcfg_crm_problem gauge when the set of problems changes."""
+        key = PROBLEM_SCOPES.get(what, what)
+        if self._problems.get(key) == found:
+            return
+        old_fixes = {problem.fix for problem in self._problems.values()}
+        old_reasons = {problem.reason for problem in self._problems.values()}
+        if found is None:
+            del self._problems[key]
+        else:
+            self._problems[key] = found
+        new_fixes = {problem.fix for problem in self._problems.values()}
+        new_reasons = {problem.reason for problem in self._problems.values()}
+        for fix in sorted(new_fixes - old_fixes):
+            log.error("CRM refuses numcfg (%s): %s", what, fix)
+        for fix in sorted(old_fixes - new_fixes):
+            log.warning("CRM problem cleared, the CRM accepts numcfg again: %s", fix)
+        for reason in old_reasons | new_reasons:
+            self._metrics.crm_problem.labels(reason=reason).set(1 if reason in new_reasons else 0)
+
+
+@dataclass(frozen=True)
+class CrmProblem:
+    """Why the CRM refuses an operation: `reason` is the metrics label, `fix` a sentence."""
+
+    reason: str
+    fix: str
 
 
 def _crm_field(entity: CrmEntity, created: bool) -> dict[str, Any]:
@@ -344,7 +443,14 @@ def build_crm(
     if settings.backend == "bitrix24":
         if not settings.url:
             raise ValueError("crm backend bitrix24 needs crm.url")
-        backend = Bitrix24Crm(url=settings.url, timeout=settings.timeout, employees=employees)
+        backend = Bitrix24Crm(
+            url=settings.url,
+            timeout=settings.timeout,
+            employees=employees,
+            rate_limit=TokenBucket(
+                per_second=settings.rate_limit.per_second, burst=settings.rate_limit.burst
+            ),
+        )
     elif settings.backend == "webhook":
         if not settings.url:
             raise ValueError("crm backend webhook needs crm.url")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,18 +85,73 @@ def bitrix_error(error: str, description: str, status: int = 400) -> web.Respons
     return web.json_response({"error": error, "error_description": description}, status=status)
 
 
-class FakeBitrix:
-    """A Bitrix24 portal with a few CRM entities, answering documented shapes."""
+class LeakyBucket:
+    """The portal's request limit as documented (apidocs.bitrix24.com/limits.html): every
+    request adds one to a counter that leaks `leak_per_second`; a request that would take it
+    past `capacity` is refused (and not counted)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, capacity: int, leak_per_second: float) -> None:
+        self.capacity = capacity
+        self.leak_per_second = leak_per_second
+        self.level = 0.0
+        self._updated = time.monotonic()
+
+    def admit(self) -> bool:
+        now = time.monotonic()
+        self.level = max(0.0, self.level - (now - self._updated) * self.leak_per_second)
+        self._updated = now
+        if self.level + 1 > self.capacity:
+            return False
+        self.level += 1
+        return True
+
+
+# How the portal refuses credentials: (HTTP status, error_description) per error code.
+REFUSALS = {
+    "WRONG_AUTH_TYPE": (400, "Current authorization type is denied for this method"),
+    "insufficient_scope": (403, "The request requires higher privileges than provided"),
+    "expired_token": (401, "The access token provided has expired."),
+    "invalid_token": (401, "The access token provided is invalid."),
+    "NO_AUTH_FOUND": (401, "Wrong authorization data"),
+}
+
+
+class FakeBitrix:
+    """A Bitrix24 portal with a few CRM entities, answering documented shapes.
+
+    `limit` makes it enforce the leaky bucket (503 QUERY_LIMIT_EXCEEDED beyond it);
+    `throttle_next` refuses that many next requests the same way whatever the bucket says;
+    `refuse(prefix, code)` refuses the methods starting with `prefix` with that auth error.
+    """
+
+    def __init__(self, *, limit: LeakyBucket | None = None) -> None:
         self.phones: dict[str, dict[str, list[int]]] = {}
         self.entities: dict[tuple[str, int], dict[str, Any]] = {}
         self.next_lead = 100
         self.fail_with: int | None = None  # answer every request with this HTTP status
+        self.limit = limit
+        self.throttle_next = 0
+        self.throttled = 0  # requests answered QUERY_LIMIT_EXCEEDED so far
+        self.refused: dict[str, str] = {}  # method prefix -> error code
+
+    def refuse(self, prefix: str, code: str) -> None:
+        self.refused[prefix] = code
+
+    def accept(self) -> None:
+        self.refused.clear()
 
     def answer(self, seen: Seen) -> web.Response:
         if self.fail_with is not None:
             return web.Response(status=self.fail_with, text="upstream down")
+        over_limit = self.limit is not None and not self.limit.admit()
+        if self.throttle_next > 0 or over_limit:
+            self.throttle_next = max(0, self.throttle_next - 1)
+            self.throttled += 1
+            return bitrix_error("QUERY_LIMIT_EXCEEDED", "Too many requests", status=503)
+        for prefix, code in self.refused.items():
+            if seen.method.startswith(prefix):
+                status, description = REFUSALS[code]
+                return bitrix_error(code, description, status=status)
         params = seen.json
         match seen.method:
             case "crm.duplicate.findbycomm":

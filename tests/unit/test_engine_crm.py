@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from tests.fakeari.engine import StartEngine
@@ -51,3 +52,26 @@ async def test_the_bitrix24_call_is_registered_bound_to_the_lead_made_for_it(
     assert call["crm"] == {"entity": "lead", "id": str(bitrix.next_lead), "created": True}
     await asyncio.sleep(0)
     await engine.assert_idle()
+
+
+async def test_a_refused_webhook_makes_ready_say_what_to_fix(
+    start_engine_app: StartEngine, portal: tuple[FakeBitrix, FakeServer]
+) -> None:
+    bitrix, server = portal
+    bitrix.refuse("", "WRONG_AUTH_TYPE")
+    engine = await start_engine_app(
+        {
+            "crm": {"backend": "bitrix24", "url": f"{server.url}/rest/1/code/", "timeout": 2},
+            "numbers": {"paris": {"crm": {"create_lead": "incoming"}}},
+        }
+    )
+    caller = await engine.incoming()
+    await engine.wait_for(lambda: engine.app.crm.problem, 5, "the CRM problem to show")
+    await engine.hangup(caller)
+    await engine.calls_done()
+    async with aiohttp.ClientSession() as http:
+        base = f"http://{engine.app.config_holder.current.api.listen}"
+        async with http.get(f"{base}/ready") as resp:
+            ready = await resp.json()
+    assert resp.status == 503 and ready["status"] == "degraded"
+    assert any(reason.startswith("CRM refuses numcfg:") for reason in ready["reasons"])
