@@ -3,12 +3,42 @@ wait). One registry per process so tests can build several apps side by side."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# A `_created` series per counter and histogram doubles what is scraped for a timestamp
+# nobody alerts on.
+disable_created_metrics()
+
+
+def _version() -> str:
+    try:
+        return version("numcfg")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # The standard process_* series (CPU, memory, open files) and the Python version.
+        ProcessCollector(registry=self.registry)
+        self.registry.register(PLATFORM_COLLECTOR)
+        Info("numcfg_build", "numcfg's version", registry=self.registry).info(
+            {"version": _version(), "python": platform.python_version()}
+        )
         self.calls = Counter(
             "numcfg_calls", "Calls handled, by outcome", ["disposition"], registry=self.registry
         )
@@ -47,6 +77,24 @@ class Metrics:
             "numcfg_crm_problem",
             "1 while the CRM refuses numcfg for this reason (e.g. insufficient_scope)",
             ["reason"],
+            registry=self.registry,
+        )
+
+        self.crm_latency = Histogram(
+            "numcfg_crm_request_seconds",
+            "CRM operations that succeeded, by operation (lookup, create_lead, call_started...)",
+            ["operation"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.queue_waiting = Gauge(
+            "numcfg_queue_waiting", "Callers waiting in the queue now", ["queue"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.queue_available = Gauge(
+            "numcfg_queue_available",
+            "Members who could be rung at the queue's last look (working and not on a call)",
+            ["queue"],
             registry=self.registry,
         )
 

@@ -61,6 +61,7 @@ class Waiter:
 class QueueState:
     """Callers waiting in one queue on this node, in arrival order."""
 
+    queue_id: str = ""
     waiters: list[Waiter] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -76,7 +77,7 @@ class QueueState:
 
 def queue_state(call: Call, queue_id: str) -> QueueState:
     """This node's waiting line for `queue_id` (kept by the app, shared by its calls)."""
-    return call.services.queues.setdefault(queue_id, QueueState())
+    return call.services.queues.setdefault(queue_id, QueueState(queue_id=queue_id))
 
 
 async def moh_class(call: Call) -> str:
@@ -103,6 +104,8 @@ async def run_queue(call: Call, queue_id: str) -> Outcome:
     state = queue_state(call, queue_id)
     waiter = Waiter(call)
     state.waiters.append(waiter)
+    waiting = call.services.metrics.queue_waiting.labels(queue=queue_id)
+    waiting.set(len(state.waiters))
     started = time.monotonic()
     next_announce = started if queue.announce_position else float("inf")
     moh_on = await _moh(call, True)
@@ -118,6 +121,7 @@ async def run_queue(call: Call, queue_id: str) -> Outcome:
             # One read of who is free per pass: it decides both whether it is our turn
             # and whom to ring.
             available = await _available_members(call, queue.members, skip_absent)
+            call.services.metrics.queue_available.labels(queue=queue_id).set(len(available))
             if state.turn(waiter) < len(available):
                 round_started = time.monotonic()
                 reach = await _ring_round(call, queue_id, queue, available, waited, waiter, state)
@@ -140,6 +144,7 @@ async def run_queue(call: Call, queue_id: str) -> Outcome:
     finally:
         if waiter in state.waiters:
             state.waiters.remove(waiter)
+        waiting.set(len(state.waiters))
         call.services.metrics.queue_wait.labels(queue=queue_id).observe(time.monotonic() - started)
         await state.notify()
     if call.hung_up:
@@ -257,6 +262,7 @@ async def _ring_together(
         waiter.ringing = False
         if waiter in state.waiters:
             state.waiters.remove(waiter)
+        call.services.metrics.queue_waiting.labels(queue=state.queue_id).set(len(state.waiters))
         await state.notify()
         for member in claimed:
             if member != winner:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -357,6 +358,7 @@ class CrmService:
         `urgent`: a call waits for this (routing); its requests go before journal ones.
         """
         seconds = self.timeout if budget is None else budget
+        started = time.monotonic()
         try:
             with request_budget(seconds, urgent=urgent):
                 async with asyncio.timeout(seconds):
@@ -377,6 +379,7 @@ class CrmService:
             reason, message = REASON_UNEXPECTED, repr(exc)
         else:
             self._set_problem(what, None)
+            self._metrics.crm_latency.labels(operation=what).observe(time.monotonic() - started)
             return True, value
         log.warning("CRM %s failed (%s): %s", what, reason, message)
         self._metrics.crm_failures.labels(reason=reason).inc()
