@@ -34,10 +34,16 @@ def add_routes(api: web.Application, app_state: Any) -> None:
             raise ApiError(400, "bad_limit", "limit: expected an integer") from exc
         if not 1 <= limit <= 1000:
             raise ApiError(400, "bad_limit", "limit: must be between 1 and 1000")
-        calls = await db(
-            store.calls.recent, number=request.query.get("number") or None, since=since, limit=limit
-        )
-        return web.json_response({"calls": [call.to_json() for call in calls]})
+        number = request.query.get("number") or None
+        active = request.query.get("active", "").lower()
+        if active not in ("", "true", "false"):
+            raise ApiError(400, "bad_active", "active: expected true or false")
+        # A call in progress is listed with ended_at null (SPEC section 8), newest first.
+        calls = await db(store.calls.in_progress, number=number, since=since)
+        if active != "true":
+            calls += await db(store.calls.recent, number=number, since=since, limit=limit)
+            calls.sort(key=lambda c: (c.started_at, c.id), reverse=True)
+        return web.json_response({"calls": [call.to_json() for call in calls[:limit]]})
 
     async def get_call(request: web.Request) -> web.Response:
         call = await db(store.calls.get, request.match_info["call_id"])

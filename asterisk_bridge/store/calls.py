@@ -93,6 +93,25 @@ class CallLog:
         with self._db.read() as conn:
             return [_details(row) for row in conn.execute(query).mappings()]
 
+    def in_progress(
+        self, *, number: str | None = None, since: datetime | None = None
+    ) -> list[CallDetails]:
+        """Calls not finished yet, on any node, newest first, with their details as last
+        noted (at start and when answered): `ended_at` and `duration` are None."""
+        with self._db.read() as conn:
+            snapshots = [row[0] for row in conn.execute(sa.select(open_calls.c.record))]
+        found = []
+        for snapshot in snapshots:
+            details = dataclasses.replace(
+                CallDetails.from_json(snapshot), ended_at=None, duration=None
+            )
+            if number is not None and details.number != number:
+                continue
+            if since is not None and details.started_at < instant("since", since):
+                continue
+            found.append(details)
+        return sorted(found, key=lambda d: (d.started_at, d.id), reverse=True)
+
     def attach_crm(self, call_id: str, crm: Mapping[str, Any] | None) -> None:
         """Attach a CRM entity to a call after the fact (a lead created by a retry)."""
         value = None if crm is None else dict(crm)

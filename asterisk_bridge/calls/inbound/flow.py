@@ -82,6 +82,7 @@ async def run_inbound(call: Call, number_id: str) -> None:
     if number is not None and facts.in_service:
         call.record.callee = number.number
         call.lang = number_language(number)
+        await call.note_progress()  # listed as in progress with its number from now on
         await call_started(call, direction=Direction.INCOMING, phone=call.record.caller)
     trail: list[Result] = []
     step = first_step(number, facts, queues=config.queues)
