@@ -8,7 +8,7 @@ CONFIG ?= examples/numcfg.yaml
 export NUMCFG_ARI_PASSWORD ?= numcfg-dev-secret
 export NUMCFG_ARI_USER ?= numcfg
 
-.PHONY: setup system-deps rig rig-down run call test unit integration lint format bench clean
+.PHONY: setup system-deps rig rig-down run call test unit integration faults lint format bench clean
 
 system-deps:
 	bash scripts/system-deps
@@ -39,7 +39,8 @@ call:
 	docker/rig cli "channel originate Local/+33185000000@numcfg-inbound application Wait 15"
 	@sleep 18; $(BIN)/numcfg calls -c $(CONFIG) --limit 3
 
-## The whole test suite: unit tests and integration tests against the real Asterisk rig.
+## The whole test suite: unit tests, integration tests and the fault suite (tests/faults,
+## collected once through pyproject's testpaths = ["tests"]) against the real Asterisk rig.
 test: rig
 	$(BIN)/pytest -q -ra
 
@@ -48,6 +49,11 @@ unit: setup
 
 integration: rig
 	$(BIN)/pytest -q tests/integration
+
+## Issue 17's fault suite on the rig (about 4 minutes): prints and writes its figures
+## (tests/faults/figures.json).
+faults: rig
+	$(BIN)/pytest -q tests/faults
 
 lint: setup
 	$(BIN)/ruff check .

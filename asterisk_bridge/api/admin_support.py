@@ -32,6 +32,8 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"the body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # nesting deeper than any request of ours needs
+        raise ApiError(400, "bad_json", "the body nests too deeply") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
     return body

@@ -6,6 +6,7 @@ import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -28,6 +29,9 @@ def add_routes(api: web.Application, app_state: Any) -> None:
                 raise ApiError(
                     400, "bad_since", f"since: not an ISO 8601 time: {since_text!r}"
                 ) from exc
+            if since.tzinfo is None:  # "since the 1st" means in the account's timezone
+                zone = ZoneInfo(app_state.config_holder.current.account.timezone)
+                since = since.replace(tzinfo=zone)
         try:
             limit = int(request.query.get("limit", "100"))
         except ValueError as exc:

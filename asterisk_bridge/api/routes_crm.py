@@ -36,7 +36,7 @@ def add_routes(api: web.Application, app_state: Any) -> None:
             return refused
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return error_response(400, "bad_json", "the body must be a JSON object")
         problem, fields = contact_fields(body, app_state.config_holder.current.employees)
         if problem is not None:

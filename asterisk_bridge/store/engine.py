@@ -7,7 +7,9 @@ the asyncio application can call them through `asyncio.to_thread` from any threa
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +42,8 @@ _SCHEMA_LOCK_KEY: Final = 0x6E756D636667  # "numcfg"
 _WRITE_OPTION: Final = "numcfg_write"
 
 
+log = logging.getLogger("numcfg.store")
+
 # What a locked, read-only, full or unreachable database raises through SQLAlchemy, for
 # callers that must answer for it (the API: 503) without knowing SQL themselves.
 STORE_FAULTS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
@@ -61,6 +65,10 @@ class Database:
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
         # (revision before, revision now) of the schema migration run at open.
         self.migrated: tuple[str | None, str] = (None, "")
+        database = engine.url.database if self.dialect == "sqlite" else None
+        self._file = Path(database).expanduser() if database else None
+        self._file_id = _file_id(self._file)
+        self._recreating = threading.Lock()
 
     @property
     def is_postgresql(self) -> bool:
@@ -68,13 +76,33 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        self._same_file()
         with self.engine.begin() as conn:
             yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        self._same_file()
         with self._writer.begin() as conn:
             yield conn
+
+    def _same_file(self) -> None:
+        """A SQLite file deleted or replaced under us: pooled connections would go on
+        writing into the unlinked inode (lost at the next start) while new ones would
+        find an empty file. Start over on the file at the path instead: a new, migrated
+        store if it is gone, so what is written from now on is kept. One stat() per
+        transaction."""
+        if self._file is None or _file_id(self._file) == self._file_id:
+            return
+        with self._recreating:
+            if _file_id(self._file) == self._file_id:
+                return
+            log.error("store file %s was deleted or replaced: reopening it", self._file)
+            self.engine.dispose()
+            if not self._file.exists():
+                _private_file(self._file)
+            self.migrated = _create_schema(self.engine)
+            self._file_id = _file_id(self._file)
 
     def insert(self, table: sa.Table) -> Any:
         """A dialect INSERT, the only kind with ON CONFLICT (the upserts need it)."""
@@ -92,6 +120,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _file_id(path: Path | None) -> tuple[int, int] | None:
+    try:
+        return None if path is None else (path.stat().st_dev, path.stat().st_ino)
+    except FileNotFoundError:
+        return None
+
+
+def _private_file(path: Path) -> None:
+    # Call details and phone numbers: readable by numcfg's user only. SQLite gives its
+    # -wal and -shm files the database file's mode.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def open_database(url: str) -> Database:
@@ -164,12 +207,7 @@ def _create_sqlite_engine(parsed: sa.URL) -> Engine:
         # Each pooled connection would get its own empty database.
         raise ValueError("the SQLite store needs a file path, e.g. sqlite:////var/lib/numcfg/db")
     # First run: create the directory so `numcfg run` works on a fresh host.
-    file = Path(database).expanduser()
-    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Call details and phone numbers: readable by numcfg's user only. SQLite gives its
-    # -wal and -shm files the database file's mode.
-    if not file.exists():
-        os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
+    _private_file(Path(database).expanduser())
     engine = sa.create_engine(
         parsed,
         pool_size=POOL_SIZE,

@@ -10,6 +10,7 @@ migrate twice; `numcfg db upgrade` runs the same thing by hand.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+
+from asterisk_bridge.store.tables import metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Alembic says INFO for every step of every start; numcfg logs the outcome itself.
@@ -33,10 +36,14 @@ def _alembic(connection: Connection) -> AlembicConfig:
     return config
 
 
+@functools.cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory(str(MIGRATIONS))
+
+
 def head() -> str:
     """The revision this release's code expects."""
-    script = ScriptDirectory(str(MIGRATIONS))
-    return str(script.get_current_head())
+    return str(_script().get_current_head())
 
 
 def current(connection: Connection) -> str | None:
@@ -47,11 +54,17 @@ def current(connection: Connection) -> str | None:
 def upgrade(connection: Connection) -> tuple[str | None, str]:
     """Bring the store to head; (revision before, revision after)."""
     before = current(connection)
+    if before == head():
+        return before, before  # the usual start: nothing to do, no migration machinery
+    if before is None and _unversioned_revision(connection) is None:
+        # An empty database: the declared tables, stamped as head (the test suite proves
+        # the migrations build exactly these, so both roads lead to the same schema).
+        metadata.create_all(connection)
+        MigrationContext.configure(connection).stamp(_script(), "head")
+        return before, head()
     config = _alembic(connection)
     if before is None:
-        found = _unversioned_revision(connection)
-        if found is not None:
-            command.stamp(config, found)
+        command.stamp(config, _unversioned_revision(connection) or FIRST_RELEASE)
     command.upgrade(config, "head")
     return before, head()
 

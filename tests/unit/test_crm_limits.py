@@ -155,14 +155,14 @@ def test_rate_limit_defaults_are_the_portals_and_an_enterprise_plan_raises_them(
 async def test_a_burst_of_30_calls_journal_stays_inside_the_portal_bucket_and_loses_no_entry(
     tmp_path, store
 ):
-    fake = FakeBitrix(limit=LeakyBucket(capacity=10, leak_per_second=10))
+    fake = FakeBitrix(limit=LeakyBucket(capacity=10, leak_per_second=40))
     server = await FakeServer(fake.answer).start()
     metrics = Metrics()
     try:
-        crm = service(tmp_path, store, metrics, server.url, timeout=1.0, per_second=10, burst=10)
+        crm = service(tmp_path, store, metrics, server.url, timeout=1.0, per_second=40, burst=10)
         for i in range(30):
             await journal(crm, f"c{i}")
-        # 60 requests at 10/s after a burst of 10: about 5 s, far past crm.timeout.
+        # 60 requests at 40/s after a burst of 10: about 1.3 s, past crm.timeout.
         await crm.drain(timeout=30)
         await crm.close()
     finally:
@@ -217,18 +217,18 @@ async def test_routing_goes_before_a_backlog_of_journal_events(portal, tmp_path,
     fake, server = portal
     known_contact(fake)
     metrics = Metrics()
-    crm = service(tmp_path, store, metrics, server.url, timeout=1.0, per_second=5, burst=4)
-    for i in range(20):
+    crm = service(tmp_path, store, metrics, server.url, timeout=1.0, per_second=20, burst=4)
+    for i in range(40):
         await crm.notify_started(call(f"c{i}"))
     await asyncio.sleep(0)  # the journal events are now waiting for tokens
     started = time.monotonic()
-    # Behind 20 journal requests at 5/s this lookup would wait 4 s and fail.
+    # Behind 40 journal requests at 20/s this lookup would wait 1.8 s and fail.
     entity = await crm.lookup(CLIENT)
     assert time.monotonic() - started < 1.0
     assert entity is not None and entity.id == "275"
     await crm.drain(timeout=30)
     await crm.close()
-    assert len(server.by_method("telephony.externalcall.register")) == 20
+    assert len(server.by_method("telephony.externalcall.register")) == 40
     assert failures(metrics) == 0
 
 

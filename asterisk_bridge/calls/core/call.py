@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from ...ari.errors import AriError, AriNotFound
@@ -18,8 +19,12 @@ from .details import CallRecord, now
 log = logging.getLogger("numcfg.calls")
 
 # Cleanup must finish even when the call's task is cancelled (shutdown), but must not hang
-# forever on an Asterisk that stopped answering.
-CLEANUP_TIMEOUT_SECONDS = 5.0
+# forever on an Asterisk that stopped answering: long enough for a recording to be closed
+# (up to 10 s) and fetched.
+CLEANUP_TIMEOUT_SECONDS = 15.0
+# What the details wait for (the CRM's lead) is bounded by crm.timeout already; this is
+# only a ceiling so a stuck one can never hold the cleanup up.
+DETAILS_WORK_SECONDS = 3.0
 
 
 class Call:
@@ -41,6 +46,7 @@ class Call:
         self.persist = True  # False: no call-details record (feature codes)
         self.crm_info: Any = None  # CallInfo once the CRM was told about the call
         self.recorder = Recorder(self)
+        self._before_details: list[asyncio.Task[None]] = []
 
     @property
     def hung_up(self) -> bool:
@@ -99,6 +105,17 @@ class Call:
         self._bridges.discard(bridge_id)
         self.inbox.release(bridge_id)
 
+    def before_details(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the call; the call's details are final only once it ended
+        (the CRM's lead, found while the caller is routed)."""
+        self._before_details.append(asyncio.get_running_loop().create_task(work))
+
+    async def details_ready(self) -> None:
+        """Wait for the work the details depend on (each part bounds its own time)."""
+        pending = [task for task in self._before_details if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=DETAILS_WORK_SECONDS)
+
     async def note_progress(self) -> None:
         """Keep the store's copy of this call in progress current, so a numcfg killed
         now still leaves its details (closed as interrupted at the next start). Queued
@@ -122,15 +139,21 @@ class Call:
         self.inbox.mark_gone()
 
     async def cleanup(self) -> None:
-        """Leave nothing behind in Asterisk, then save the record. Runs in `finally`."""
+        """Leave nothing behind in Asterisk, then save the record. Runs in `finally`.
+        The record is saved even when Asterisk did not answer in time (or the task was
+        cancelled): a call is never without its details."""
         try:
-            await asyncio.shield(asyncio.wait_for(self._cleanup(), CLEANUP_TIMEOUT_SECONDS))
+            await asyncio.shield(asyncio.wait_for(self._leave_asterisk(), CLEANUP_TIMEOUT_SECONDS))
         except (TimeoutError, asyncio.CancelledError):
-            log.warning("call %s: cleanup did not finish in time", self.record.id)
+            log.warning("call %s: cleanup in Asterisk did not finish in time", self.record.id)
+        try:
+            await asyncio.shield(self._save())
+        except asyncio.CancelledError:  # the shielded save goes on
+            log.warning("call %s: cancelled while its details were being saved", self.record.id)
         finally:
             self.inbox.release_all()
 
-    async def _cleanup(self) -> None:
+    async def _leave_asterisk(self) -> None:
         if self.recorder.name is not None:
             await self.recorder.stop()
         for leg in list(self._channels):
@@ -143,6 +166,9 @@ class Call:
         for bridge in list(self._bridges):
             with contextlib.suppress(AriError):
                 await self.client.destroy_bridge(bridge)
+
+    async def _save(self) -> None:
+        await self.details_ready()
         self.record.ended_at = now()
         self.services.metrics.call_finished(self.record.disposition or Disposition.FAILED)
         if not self.persist:

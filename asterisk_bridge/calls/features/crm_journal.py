@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from ...crm import CallInfo
+from ...crm import CallInfo, CrmService
 from ...policy.queue import may_ring, workday_of
 from ...store import CallDetails
 from ..core.call import Call
@@ -30,11 +30,17 @@ def call_info(call: Call, *, direction: str, phone: str) -> CallInfo:
 
 
 async def call_started(call: Call, *, direction: str, phone: str) -> None:
-    """Report the call and create its lead per `create_lead` (bounded by crm.timeout)."""
+    """Report the call and create its lead per `create_lead`, beside the routing: a slow
+    CRM never adds its timeout to the caller's wait (the responsible look-up, the one
+    routing needs, has its own). The call's details wait for it (Call.before_details)."""
     crm = call.services.crm
     if crm is None or not phone:
         return
     call.crm_info = call_info(call, direction=direction, phone=phone)
+    call.before_details(_lead_then_register(call, crm, direction=direction, phone=phone))
+
+
+async def _lead_then_register(call: Call, crm: CrmService, *, direction: str, phone: str) -> None:
     number = call.config.numbers[call.record.number]
     # The lead first: the call registered next is bound to it (CRM_ENTITY_*), so the
     # CRM neither shows an unbound call nor makes a second lead of its own.
@@ -51,6 +57,7 @@ async def employee_answered(call: Call, employee_id: str) -> None:
     info = getattr(call, "crm_info", None)
     if crm is None or info is None:
         return
+    await call.details_ready()  # the lead is known before it is reassigned
     await crm.notify_answered(info, employee_id)
     number = call.config.numbers[call.record.number]
     lead = call.record.crm or {}
