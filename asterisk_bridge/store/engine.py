@@ -44,6 +44,10 @@ _WRITE_OPTION: Final = "numcfg_write"
 
 log = logging.getLogger("numcfg.store")
 
+class StoreFileGone(sa.exc.SQLAlchemyError):
+    """The SQLite file was deleted while numcfg runs."""
+
+
 # What a locked, read-only, full or unreachable database raises through SQLAlchemy, for
 # callers that must answer for it (the API: 503) without knowing SQL themselves.
 STORE_FAULTS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
@@ -87,20 +91,22 @@ class Database:
             yield conn
 
     def _same_file(self) -> None:
-        """A SQLite file deleted or replaced under us: pooled connections would go on
-        writing into the unlinked inode (lost at the next start) while new ones would
-        find an empty file. Start over on the file at the path instead: a new, migrated
-        store if it is gone, so what is written from now on is kept. One stat() per
-        transaction."""
+        """A SQLite file deleted or replaced under us. Pooled connections would go on
+        writing into the unlinked inode (lost at the next start), new ones would find an
+        empty file: neither may pass for the store. Gone: every use is a store fault (the
+        calls fall back to what they know, the journal spools, /ready says why) until a
+        file is back at the path; replaced (restored from a backup): reopen it. One stat()
+        per transaction."""
         if self._file is None or _file_id(self._file) == self._file_id:
             return
         with self._recreating:
-            if _file_id(self._file) == self._file_id:
+            found = _file_id(self._file)
+            if found == self._file_id:
                 return
-            log.error("store file %s was deleted or replaced: reopening it", self._file)
+            if found is None:
+                raise StoreFileGone(f"the store file {self._file} was deleted")
+            log.warning("store file %s was replaced: reopening it", self._file)
             self.engine.dispose()
-            if not self._file.exists():
-                _private_file(self._file)
             self.migrated = _create_schema(self.engine)
             self._file_id = _file_id(self._file)
 
@@ -112,6 +118,7 @@ class Database:
 
     def ping(self) -> bool:
         try:
+            self._same_file()
             with self.engine.connect() as conn:
                 conn.execute(sa.select(1))
         except sa.exc.SQLAlchemyError:

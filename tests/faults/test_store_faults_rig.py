@@ -15,7 +15,6 @@ import pytest
 
 from asterisk_bridge.calls.core import journal as journal_module
 from asterisk_bridge.store import engine as engine_module
-from asterisk_bridge.store import open_store
 from tests.integration.harness import Employee, Harness
 
 from .checks import all_working, assert_after_faults
@@ -156,16 +155,13 @@ async def test_calls_after_the_store_was_deleted_keep_their_details_across_a_res
     await assert_after_faults(
         app, harness, test=request.node.name, placed=2, ring_again=False, details=False
     )
+    assert app.journal.degraded is not None  # spooled while the file is gone
     await app.drain(timeout=10)
     await app.stop()
-    # What the next numcfg start (or `numcfg calls`) reads from the store's path.
-    store = await asyncio.to_thread(open_store, f"sqlite:///{store_file}")
-    try:
-        after = await asyncio.to_thread(store.calls.recent)
-    finally:
-        await asyncio.to_thread(store.close)
-    # The call made after the deletion is in the store numcfg started over at the same
-    # path (the one before it went with the deleted file, unless its save came later).
+    # The next start makes a new store at the path and writes the spooled details first.
+    again = await numcfg(queue_config())
+    await wait_until(lambda: again.journal.degraded is None, 20, "the spool to be written")
+    after = await asyncio.to_thread(again.store.calls.recent)
     assert "+33612345690" in [c.caller for c in after], (
         f"{calls_on_disk(store_file)} calls on disk after the restart"
     )
