@@ -44,6 +44,7 @@ _WRITE_OPTION: Final = "numcfg_write"
 
 log = logging.getLogger("numcfg.store")
 
+
 class StoreFileGone(sa.exc.SQLAlchemyError):
     """The SQLite file was deleted while numcfg runs."""
 
