@@ -41,7 +41,7 @@ def locker() -> Iterator[list[sqlite3.Connection]]:
 
 
 def lock(path: Path, held: list[sqlite3.Connection]) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5)  # the app may be writing
     conn.execute("BEGIN IMMEDIATE")  # the write lock, held until rollback
     held.append(conn)
     return conn
