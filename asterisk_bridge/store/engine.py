@@ -73,7 +73,7 @@ class Database:
         database = engine.url.database if self.dialect == "sqlite" else None
         self._file = Path(database).expanduser() if database else None
         self._file_id = _file_id(self._file)
-        self._recreating = threading.Lock()
+        self._reopening = threading.Lock()
 
     @property
     def is_postgresql(self) -> bool:
@@ -100,7 +100,7 @@ class Database:
         per transaction."""
         if self._file is None or _file_id(self._file) == self._file_id:
             return
-        with self._recreating:
+        with self._reopening:
             found = _file_id(self._file)
             if found == self._file_id:
                 return
