@@ -18,6 +18,7 @@ from . import (
     routes_employees,
     routes_holdmusic,
     routes_numbers,
+    routes_transfer,
 )
 from .errors import ApiError, error_response
 
@@ -38,6 +39,7 @@ def _route_modules() -> list[Any]:
         routes_callbacks,
         routes_crm,
         routes_holdmusic,
+        routes_transfer,
     ]
 
 

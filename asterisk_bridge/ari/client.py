@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 
 from .errors import AriError, AriNotFound, AriUnavailable, error_for_status
-from .types import ChannelState
+from .types import ChannelState, TransferProgress
 
 # A REST call to a local Asterisk answers in milliseconds; past this something is wrong
 # and the call flow should get an error rather than hang.
@@ -360,6 +360,12 @@ class AriClient:
         """The channel as Asterisk sees it now. Raises AriNotFound when it is gone."""
         return ChannelInfo.from_json(await self.get_channel(channel_id) or {})
 
+    async def transfer_progress(self, channel_id: str, state: TransferProgress) -> None:
+        """Tell a REFERring phone how its transfer went (ari-only transfer handling)."""
+        await self.request(
+            "POST", f"/channels/{channel_id}/transfer_progress", params={"states": state.value}
+        )
+
     async def continue_in_dialplan(self, channel_id: str) -> None:
         """Let the channel leave Stasis and go on with the dialplan after Stasis()."""
         await self.request("POST", f"/channels/{channel_id}/continue")
@@ -490,10 +496,30 @@ class AriClient:
             "POST", f"/bridges/{bridge_id}", params={"type": kind, "name": name or None}
         )
 
-    async def add_to_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
+    async def add_to_bridge(
+        self, bridge_id: str, channel_ids: list[str], *, absorb_dtmf: bool = False
+    ) -> None:
+        """`absorb_dtmf`: the channels' digits reach the app (ChannelDtmfReceived) but
+        not the other members (an employee's transfer codes stay off the caller's ear)."""
         await self.request(
-            "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": ",".join(channel_ids)}
+            "POST",
+            f"/bridges/{bridge_id}/addChannel",
+            params={
+                "channel": ",".join(channel_ids),
+                "absorbDTMF": "true" if absorb_dtmf else None,
+            },
         )
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        await self.request(
+            "POST", f"/bridges/{bridge_id}/removeChannel", params={"channel": channel_id}
+        )
+
+    async def start_bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
+        await self.request("POST", f"/bridges/{bridge_id}/moh", params={"mohClass": moh_class})
+
+    async def stop_bridge_moh(self, bridge_id: str) -> None:
+        await self.request("DELETE", f"/bridges/{bridge_id}/moh")
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{bridge_id}")

@@ -15,6 +15,7 @@ from .types import NORMAL_CAUSES as NORMAL_CAUSES
 from .types import UNAVAILABLE_CAUSES as UNAVAILABLE_CAUSES
 from .types import ChannelState, DialStatus
 from .types import HangupKind as HangupKind
+from .types import TransferProgress as TransferProgress
 from .types import dial_kind as dial_kind
 from .types import hangup_kind as hangup_kind
 
@@ -125,6 +126,24 @@ class ChannelLeftBridge(ChannelEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelTransfer(ChannelEvent):
+    """A SIP REFER on `channel` (its PJSIP_TRANSFER_HANDLING is ari-only): Asterisk
+    answered 202 and waits for the app to act and report with transfer_progress.
+
+    `state` is empty on the request itself; each transfer_progress the app sends comes
+    back as another ChannelTransfer carrying that state. `destination` is the Refer-To
+    user part of a blind transfer; `replaces` the SIP Call-ID of the dialog to replace
+    (attended), with `replaced_channel` / `replaced_peer` when Asterisk knows them.
+    """
+
+    state: str
+    destination: str
+    replaces: str
+    replaced_channel: str
+    replaced_peer: str
+
+
+@dataclass(frozen=True, slots=True)
 class Dial(Event):
     peer: Channel
     caller_id: str | None
@@ -206,6 +225,7 @@ USED_EVENT_TYPES = [
     "ChannelHangupRequest",
     "ChannelDestroyed",
     "Dial",
+    "ChannelTransfer",  # a REFER from an employee's phone (SPEC section 8)
     "PlaybackStarted",
     "PlaybackFinished",
     "RecordingStarted",
@@ -304,6 +324,8 @@ def parse_event(data: dict[str, Any]) -> Event:
                 rec.get("duration"),
                 rec.get("cause"),
             )
+        case "ChannelTransfer":
+            return _channel_transfer(data)
         case "BridgeDestroyed":
             return BridgeDestroyed(kind, data, (data.get("bridge") or {}).get("id", ""))
         case "ApplicationReplaced":
@@ -311,6 +333,22 @@ def parse_event(data: dict[str, Any]) -> Event:
     if kind in _CHANNEL_EVENTS and channel_json is not None:
         return _CHANNEL_EVENTS[kind](kind, data, Channel.from_json(channel_json))
     return Event(kind, data)
+
+
+def _channel_transfer(data: dict[str, Any]) -> ChannelTransfer:
+    refer_to = data.get("refer_to") or {}
+    wanted = refer_to.get("requested_destination") or {}
+    source = (data.get("referred_by") or {}).get("source_channel") or {}
+    return ChannelTransfer(
+        "ChannelTransfer",
+        data,
+        Channel.from_json(source),
+        data.get("state", ""),
+        wanted.get("destination", ""),
+        wanted.get("protocol_id", ""),
+        (refer_to.get("destination_channel") or {}).get("id", ""),
+        (refer_to.get("connected_channel") or {}).get("id", ""),
+    )
 
 
 def resource_ids(event: Event) -> tuple[str, ...]:

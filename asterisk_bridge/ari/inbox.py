@@ -69,7 +69,7 @@ class Subscription:
 
     def __init__(self, inbox: Inbox, ids: frozenset[str], types: tuple[type[Event], ...]) -> None:
         self._inbox = inbox
-        self.ids = ids
+        self.ids = set(ids)
         self.types = types
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -77,6 +77,11 @@ class Subscription:
         if self.types and not isinstance(event, self.types):
             return False
         return any(rid in self.ids for rid in resource_ids(event))
+
+    def add(self, *ids: str) -> None:
+        """Also take the events of `ids` from now on (a leg joining a conversation is
+        added before it is created, so none of its events can fall between two waits)."""
+        self.ids.update(ids)
 
     def put(self, event: Event) -> None:
         self._queue.put_nowait(event)

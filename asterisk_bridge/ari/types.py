@@ -10,6 +10,16 @@ from __future__ import annotations
 from enum import Enum, StrEnum
 
 
+class TransferProgress(StrEnum):
+    """`states` of POST /channels/{id}/transfer_progress: what the REFERring phone is
+    told (a NOTIFY with a sipfrag: 100 Trying, 200 OK, 503, 603)."""
+
+    PROGRESS = "channel_progress"
+    ANSWERED = "channel_answered"
+    UNAVAILABLE = "channel_unavailable"
+    DECLINED = "channel_declined"
+
+
 class DialStatus(StrEnum):
     """`dialstatus` of a Dial event (app_dial's DIALSTATUS plus the progress values).
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from ..ari.errors import AriError
 from ..config.schema import Queue
-from ..holdmusic.moh import moh_class_for
 from ..policy.queue import may_ring, ring_budget, ring_rounds, workday_of
 from ..policy.route import Outcome
 from .core.call import Call
@@ -78,17 +77,6 @@ class QueueState:
 def queue_state(call: Call, queue_id: str) -> QueueState:
     """This node's waiting line for `queue_id` (kept by the app, shared by its calls)."""
     return call.services.queues.setdefault(queue_id, QueueState(queue_id=queue_id))
-
-
-async def moh_class(call: Call) -> str:
-    """The number's uploaded music when it has one, else its language's class."""
-    number_id = call.record.number or ""
-    if number_id not in call.config.numbers:
-        return f"numcfg-{call.lang}"
-    uploaded = await call.services.db_or(
-        None, call.services.store.hold_music.upload_path, number_id
-    )
-    return moh_class_for(call.config, number_id, uploaded is not None)
 
 
 async def run_queue(call: Call, queue_id: str) -> Outcome:
@@ -167,7 +155,7 @@ async def _announce_position(call: Call, state: QueueState, waiter: Waiter) -> N
 async def _moh(call: Call, on: bool) -> bool:
     with contextlib.suppress(AriError):
         if on:
-            await call.client.start_moh(call.channel_id, await moh_class(call))
+            await call.client.start_moh(call.channel_id, await call.moh_class())
             return True
         await call.client.stop_moh(call.channel_id)
     return False

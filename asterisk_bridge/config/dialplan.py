@@ -81,7 +81,11 @@ def render_dialplan(config: Config) -> str:
         "; employees' phones: include => numcfg-outbound in their context",
         "exten => _[0-9*#+].,1,NoOp(numcfg outbound)",
         " same => n,Set(NUMCFG_DIALED=${FILTER(0123456789*#+,${EXTEN})})",
-        f" same => n,Stasis({app},outbound,${{NUMCFG_DIALED}})",
+        # A REFER from the phone reaches numcfg (SPEC section 8), not Asterisk's own
+        # transfer code, which would pull the call out of numcfg's bridge.
+        ' same => n,GotoIf($["${CHANNEL(channeltype)}" != "PJSIP"]?stasis)',
+        " same => n,Set(PJSIP_TRANSFER_HANDLING()=ari-only)",
+        f" same => n(stasis),Stasis({app},outbound,${{NUMCFG_DIALED}})",
         " same => n,Hangup()",
         "",
         "[numcfg-workday]",

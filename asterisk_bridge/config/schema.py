@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..policy import hours
+from ..policy import hours, transfer
 from ..policy.hours import Schedule as HoursSchedule
 from ..policy.types import Distribution
 from . import formats
@@ -146,6 +146,24 @@ class WorkdayCodes(_Model):
     end: Keypad = "*74"
 
 
+class TransferCodes(_Model):
+    """Keypad codes an employee presses during a conversation (SPEC section 8): listened
+    to on employees' legs only, never on the caller's."""
+
+    blind: str = "##"
+    attended: str = "*2"
+    cancel: str = "*0"
+
+    @model_validator(mode="after")
+    def _usable(self) -> TransferCodes:
+        problem = transfer.codes_problem(
+            transfer.TransferCodes(blind=self.blind, attended=self.attended, cancel=self.cancel)
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
 class AsteriskSettings(_Model):
     ari_url: HttpUrl
     username: str
@@ -153,6 +171,9 @@ class AsteriskSettings(_Model):
     app: Ident = "numcfg"
     trunk: str = "PJSIP/{number}@provider"  # {number} is replaced by an E.164 number
     workday_codes: WorkdayCodes = WorkdayCodes()
+    transfer_codes: TransferCodes = TransferCodes()
+    # How long a transfer's target rings before the caller goes back (SPEC section 8).
+    transfer_ring_time: Seconds = 20
 
 
 class ApiSettings(_Model):

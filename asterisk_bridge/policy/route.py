@@ -617,3 +617,9 @@ def _not_reached(
 
 def _queue_step(queue_id: str, queues: Mapping[str, QueueLike]) -> QueueStep:
     return QueueStep(queue_id, queues[queue_id].fallback)
+
+
+def transferred_to_queue(queue_id: str, queues: Mapping[str, QueueLike]) -> QueueStep:
+    """A blind transfer to a queue (SPEC section 8): the caller joins it as the route's
+    next step, and the queue's fallback applies as for any other caller of that queue."""
+    return _queue_step(queue_id, queues)

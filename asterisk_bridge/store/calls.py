@@ -152,6 +152,7 @@ def _row(details: CallDetails) -> dict[str, Any]:
         "rating": details.rating,
         "transcript": details.transcript,
         "crm": None if details.crm is None else dict(details.crm),
+        "transfers": [dict(entry) for entry in details.transfers] or None,
     }
 
 
@@ -174,6 +175,7 @@ def _details(row: Mapping[str, Any]) -> CallDetails:
         rating=row["rating"],
         transcript=row["transcript"],
         crm=row["crm"],
+        transfers=tuple(row.get("transfers") or ()),
     )
 
 

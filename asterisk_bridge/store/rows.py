@@ -43,6 +43,7 @@ class CallDetails:
     rating: int | None
     transcript: str | None
     crm: Mapping[str, Any] | None
+    transfers: tuple[Mapping[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         # Key order is the SPEC's: API clients and `numcfg calls --json` read it as shown.
@@ -64,6 +65,7 @@ class CallDetails:
             "rating": self.rating,
             "transcript": self.transcript,
             "crm": _plain(self.crm),
+            "transfers": [_plain(entry) for entry in self.transfers],
         }
 
     @classmethod
@@ -87,6 +89,7 @@ class CallDetails:
             rating=data["rating"],
             transcript=data["transcript"],
             crm=data["crm"],
+            transfers=tuple(data.get("transfers") or ()),
         )
 
 

@@ -76,6 +76,7 @@ calls = sa.Table(
     sa.Column("rating", sa.Integer, nullable=True),
     sa.Column("transcript", sa.Text, nullable=True),
     sa.Column("crm", _json(), nullable=True),
+    sa.Column("transfers", _json(), nullable=True),  # SPEC section 8, migration 0003
     # `numcfg calls --number X --since T` and the API list are the hot queries.
     sa.Index("ix_calls_number_started", "number", "started_at"),
     sa.Index("ix_calls_started", "started_at"),

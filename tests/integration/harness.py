@@ -120,7 +120,7 @@ class Harness:
         channel_id = event["channel"]["id"]
         role = args[0] if args else ""
         try:
-            if role == "employee":
+            if role in ("employee", "phone"):  # a Local employee or a SIP desk phone
                 await self._employee(args[1], channel_id)
             elif role == "trunk":
                 await self.client.answer(channel_id)
@@ -174,6 +174,27 @@ class Harness:
             what="the caller's phone to be answered",
         )
         await self.client.send_dtmf(leg.caller_id, digits, between_ms=150)
+
+    async def employee_press(self, ext: str, digits: str) -> None:
+        """The employee on `ext` presses keys during the conversation (from her phone)."""
+        await self.client.send_dtmf(self.employee_channels[ext][-1], digits, between_ms=150)
+
+    async def refer(self, ext: str, target: str) -> None:
+        """The SIP desk phone on `ext` transfers its call to `target` (a REFER sent by
+        the dialplan's Transfer(); the phone then waits for the result)."""
+        channel_id = self.employee_channels[ext][-1]
+        await self.client.request(
+            "POST",
+            f"/channels/{channel_id}/continue",
+            params={"context": "numcfg-test-refer", "extension": target, "priority": 1},
+        )
+
+    async def bridge_of(self, channel_id: str) -> dict[str, Any] | None:
+        """The bridge `channel_id` is in now (Asterisk's view), or None."""
+        for bridge in await self.client.list_bridges():
+            if channel_id in bridge.get("channels", []):
+                return bridge
+        return None
 
     async def hangup(self, leg: CallerLeg) -> None:
         with contextlib.suppress(AriError):
@@ -244,7 +265,10 @@ class Harness:
         self, ext: str, timeout: float = DEFAULT_WAIT_SECONDS
     ) -> dict[str, Any]:
         return await self.wait_for(
-            lambda e: e.get("type") == "StasisStart" and e.get("args") == ["employee", ext],
+            lambda e: (
+                e.get("type") == "StasisStart"
+                and e.get("args") in (["employee", ext], ["phone", ext])
+            ),
             timeout,
             what=f"extension {ext} to ring",
         )

@@ -53,7 +53,9 @@ exten => 0472000000,1,Goto(+33472000000,1)
 ; employees' phones: include => numcfg-outbound in their context
 exten => _[0-9*#+].,1,NoOp(numcfg outbound)
  same => n,Set(NUMCFG_DIALED=${FILTER(0123456789*#+,${EXTEN})})
- same => n,Stasis(numcfg-a,outbound,${NUMCFG_DIALED})
+ same => n,GotoIf($["${CHANNEL(channeltype)}" != "PJSIP"]?stasis)
+ same => n,Set(PJSIP_TRANSFER_HANDLING()=ari-only)
+ same => n(stasis),Stasis(numcfg-a,outbound,${NUMCFG_DIALED})
  same => n,Hangup()
 
 [numcfg-workday]

@@ -11,6 +11,7 @@ from typing import Any
 from ...ari.errors import AriError, AriNotFound
 from ...ari.inbox import Inbox, Kind, new_id
 from ...ari.media import PlayResult, Status, play
+from ...holdmusic.moh import moh_class_for
 from ...policy.types import Disposition
 from ..features.recording import Recorder
 from .context import Services
@@ -46,6 +47,9 @@ class Call:
         self.persist = True  # False: no call-details record (feature codes)
         self.crm_info: Any = None  # CallInfo once the CRM was told about the call
         self.recorder = Recorder(self)
+        # A blind transfer to a queue: the queue the flow runs next (features/transfer).
+        self.transfer_queue: str | None = None
+        self.transfer_entry: dict[str, Any] | None = None  # its transfers[] entry
         self._before_details: list[asyncio.Task[None]] = []
 
     @property
@@ -84,6 +88,17 @@ class Call:
 
     async def play_prompt(self, name: str, **kwargs: Any) -> PlayResult:
         return await self.play(self.prompt(name), **kwargs)
+
+    async def moh_class(self) -> str:
+        """The hold music this caller hears: the number's upload when it has one, else
+        its language's class."""
+        number_id = self.record.number or ""
+        if number_id not in self.config.numbers:
+            return f"numcfg-{self.lang}"
+        uploaded = await self.services.db_or(
+            None, self.services.store.hold_music.upload_path, number_id
+        )
+        return moh_class_for(self.config, number_id, uploaded is not None)
 
     def new_bridge_id(self) -> str:
         bridge_id = new_id("br")

@@ -55,6 +55,9 @@ class RingOutcome(Enum):
 class TalkEnd(Enum):
     CALLER_HUNG_UP = "caller"
     CALLEE_HUNG_UP = "callee"
+    TO_QUEUE = "to_queue"  # transferred to a queue: the flow runs it next
+    TO_VOICEMAIL = "to_voicemail"  # a blind transfer nobody took: the target's mailbox
+    ABANDONED = "abandoned"  # a transfer nobody took and no way back: the call ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,10 @@ async def ring(
     ring_time: float,
     caller_id: str | None = None,
     ringback: bool = True,
+    ringback_to: str | None = None,
 ) -> tuple[RingOutcome, Leg | None]:
-    """Ring `endpoint` for `ring_time` seconds while the caller hears ringing."""
+    """Ring `endpoint` for `ring_time` seconds while the caller (or the channel
+    `ringback_to`: a transferer consulting) hears ringing."""
     leg_id = call.new_channel_id()
     with call.inbox.watch(leg_id) as leg_events:
         if not await _originate(call, leg_id, endpoint, ring_time=ring_time, caller_id=caller_id):
@@ -81,7 +86,9 @@ async def ring(
             tone_id = new_id("pb")
             call.inbox.claim(tone_id, Kind.PLAYBACK)
             with contextlib.suppress(AriError):
-                await call.client.play(call.channel_id, "tone:ring", playback_id=tone_id)
+                await call.client.play(
+                    ringback_to or call.channel_id, "tone:ring", playback_id=tone_id
+                )
         try:
             outcome = await await_answer(
                 call, leg_events, leg_id, ring_time + DIAL_GUARD_SECONDS, answered_on_stasis=True
@@ -110,6 +117,7 @@ async def _originate(
             caller_id=caller_id,
             timeout=max(1, round(ring_time)),
             originator=call.channel_id,
+            variables=leg_variables(endpoint),
         )
     except AriError as exc:
         log.warning("call %s: cannot ring %s: %s", call.record.id, endpoint, exc)
@@ -117,6 +125,15 @@ async def _originate(
         await _check_caller(call)
         return False
     return True
+
+
+def leg_variables(endpoint: str) -> dict[str, str] | None:
+    """A phone's REFER on a PJSIP leg we create reaches numcfg (ChannelTransfer), not
+    Asterisk's own transfer code, which would take the call out of our bridge. The
+    function exists on PJSIP channels only (Asterisk 22.3+)."""
+    if endpoint.upper().startswith("PJSIP/"):
+        return {"PJSIP_TRANSFER_HANDLING()": "ari-only"}
+    return None
 
 
 async def _check_caller(call: Call) -> None:
@@ -195,7 +212,8 @@ async def _drop_leg(call: Call, leg_id: str, *, gone: bool = False) -> None:
     call.forget_channel(leg_id)
 
 
-def _leg_ended(event: Event | None, leg_id: str, bridge_id: str) -> bool:
+def leg_ended(event: Event | None, leg_id: str, bridge_id: str) -> bool:
+    """The leg left the conversation: hung up, out of our app, or its bridge is gone."""
     match event:
         case (
             ChannelHangupRequest(channel=ch) | ChannelDestroyed(channel=ch) | StasisEnd(channel=ch)
@@ -204,31 +222,6 @@ def _leg_ended(event: Event | None, leg_id: str, bridge_id: str) -> bool:
         case BridgeDestroyed(bridge_id=bid) if bid == bridge_id:
             return True  # Asterisk restarted or the bridge was torn down under us
     return False
-
-
-async def bridge_and_talk(call: Call, leg: Leg) -> TalkEnd:
-    """Bridge caller and leg; return who hung up first. The other side is hung up."""
-    bridge_id = call.new_bridge_id()
-    with call.inbox.watch(leg.channel_id, bridge_id) as events:
-        await call.client.create_bridge(bridge_id, kind="mixing", name=call.record.id)
-        # One side may hang up in between (404): the loop below sees which.
-        with contextlib.suppress(AriNotFound):
-            await call.client.add_to_bridge(bridge_id, [call.channel_id, leg.channel_id])
-        await call.on_bridged(bridge_id)
-        leg_gone = False
-        while not call.hung_up and not leg_gone:
-            leg_gone = _leg_ended(await events.next(), leg.channel_id, bridge_id)
-    await call.on_unbridged(bridge_id)
-    ended = TalkEnd.CALLEE_HUNG_UP if leg_gone and not call.hung_up else TalkEnd.CALLER_HUNG_UP
-    # The bridge is only needed while both talk; destroying it now keeps nothing behind.
-    if not leg_gone:
-        with contextlib.suppress(AriError):
-            await call.client.hangup(leg.channel_id)
-    call.forget_channel(leg.channel_id)
-    with contextlib.suppress(AriError):
-        await call.client.destroy_bridge(bridge_id)
-    call.forget_bridge(bridge_id)
-    return ended
 
 
 async def ring_many(

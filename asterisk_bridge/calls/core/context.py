@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ...metrics import Metrics
     from ...store import CallDetails, Store
     from ..queue import QueueState
+    from .conversation import Conversation
 
 
 log = logging.getLogger("numcfg.calls")
@@ -49,6 +50,8 @@ class Runtime:
     # What the call engine last read from the store, used while it cannot be read.
     last_workdays: dict[str, str] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)
+    # Conversations in progress by call id: where a transfer asked over the API goes.
+    conversations: dict[str, Conversation] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)

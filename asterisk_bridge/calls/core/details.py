@@ -32,6 +32,8 @@ class CallRecord:
     rating: int | None = None
     transcript: str | None = None
     crm: dict[str, Any] | None = None
+    # SPEC section 8: one entry per transfer, in order ({from, to, mode, at, result, via}).
+    transfers: list[dict[str, Any]] = field(default_factory=list)
 
     def step(self, name: str) -> None:
         self.route.append(name)
@@ -59,4 +61,5 @@ class CallRecord:
             rating=self.rating,
             transcript=self.transcript,
             crm=self.crm,
+            transfers=tuple(dict(entry) for entry in self.transfers),
         )

@@ -6,9 +6,12 @@ import logging
 from enum import Enum
 
 from ..features.rating import ask_rating
+from ..inbound.voicemail import leave_voicemail
 from .call import Call
-from .connect import Leg, RingOutcome, TalkEnd, bridge_and_talk, ring
+from .connect import Leg, RingOutcome, TalkEnd, ring
+from .conversation import Conversation
 from .details import now
+from .party import Party
 
 log = logging.getLogger("numcfg.calls")
 
@@ -54,9 +57,19 @@ async def talk(call: Call, leg: Leg, *, employee_id: str | None, step: str) -> T
     if employee_id:
         for observer in call.services.observers:
             await observer.employee_answered(call, employee_id)
-    ended = await bridge_and_talk(call, leg)
+    conversation = Conversation(call, Party(leg, employee_id))
+    ended = await conversation.run()
     call.callee_hung_up_first = ended is TalkEnd.CALLEE_HUNG_UP
+    if ended is TalkEnd.TO_QUEUE:
+        call.transfer_queue = conversation.queue_id  # the flow runs the queue next
+    elif ended is TalkEnd.TO_VOICEMAIL:
+        await leave_voicemail(call, conversation.voicemail_owner)
+    elif ended is TalkEnd.ABANDONED and not call.hung_up:
+        call.step("hangup")
+        await call.hangup()
     number = call.config.numbers.get(call.record.number or "")
-    if call.callee_hung_up_first and employee_id and number is not None and number.rating:
+    # Rated is who talked last (after transfers, not the one first rung).
+    last = conversation.party.employee_id
+    if call.callee_hung_up_first and last and number is not None and number.rating:
         await ask_rating(call)
     return ended

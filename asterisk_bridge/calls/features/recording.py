@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...ari.client import RecordOptions
 from ...ari.record import Recording, RecordResult, discard_stored, start_recording
@@ -26,6 +26,8 @@ class Recorder:
         self.planned = False
         self._recording: Recording | None = None
         self._period = ""
+        self._consumed = False  # one unit of quota per call, however many parts
+        self._parts: list[dict[str, Any]] = []
 
     @property
     def name(self) -> str | None:
@@ -56,18 +58,24 @@ class Recorder:
         # The quota is consumed when recording really starts, in one atomic statement,
         # so N+k calls answered together never record more than N.
         # A store that cannot count cannot promise the quota: no recording then.
-        allowed = await call.services.db_or(
-            False, call.services.store.quota.try_consume, self._period, limit=limit
-        )
-        if not allowed:
-            call.record.recording_skipped = "quota"
-            return
+        if not self._consumed:
+            allowed = await call.services.db_or(
+                False, call.services.store.quota.try_consume, self._period, limit=limit
+            )
+            if not allowed:
+                call.record.recording_skipped = "quota"
+                return
+            self._consumed = True
+        # A call transferred to a queue talks in a second bridge: its recording is a
+        # second part (recording.parts), never written over the first.
+        part = len(self._parts) + 1
+        suffix = "" if part == 1 else f"-{part}"
         # Subscribed from the start (start_recording): a RecordingFailed during the
         # conversation waits for `stop` instead of being taken by the conversation's wait.
         started = await start_recording(
             call.client,
             call.inbox,
-            RecordOptions(name=f"numcfg-rec-{call.record.id}"),
+            RecordOptions(name=f"numcfg-rec-{call.record.id}{suffix}"),
             bridge_id=bridge_id,
         )
         if isinstance(started, RecordResult):
@@ -91,7 +99,16 @@ class Recorder:
             log.warning("call %s: recording failed: %s", call.record.id, result.cause)
             await discard_stored(call.client, recording.name)  # whatever part was kept
             return
-        target = Path(call.config.storage.recordings) / f"{call.record.id}.wav"
+        suffix = recording.name.removeprefix(f"numcfg-rec-{call.record.id}")
+        target = Path(call.config.storage.recordings) / f"{call.record.id}{suffix}.wav"
         seconds = await keep_recording(call.client, recording.name, target)
-        if seconds is not None:
-            call.record.recording = {"file": target.name, "seconds": seconds}
+        if seconds is None:
+            return
+        self._parts.append({"file": target.name, "seconds": seconds})
+        first = self._parts[0]
+        call.record.recording = {
+            "file": first["file"],
+            "seconds": round(sum(p["seconds"] for p in self._parts), 2),
+        }
+        if len(self._parts) > 1:
+            call.record.recording["parts"] = list(self._parts)

@@ -37,7 +37,9 @@ from ...policy.route import (
     disposition,
     first_step,
     next_step,
+    transferred_to_queue,
 )
+from ...policy.transfer import TransferResult
 from ...policy.types import Direction, Disposition
 from ..callback import missed_call_callback
 from ..core.call import Call
@@ -95,6 +97,11 @@ async def run_inbound(call: Call, number_id: str) -> None:
         result = await _execute(call, step)
         trail.append(result)
         call.record.disposition = disposition(facts, trail)
+        _settle_queue_transfer(call, result)
+        if call.transfer_queue is not None and not call.hung_up:
+            step = transferred_to_queue(call.transfer_queue, config.queues)
+            call.transfer_queue = None
+            continue
         step = next_step(number, result, employees=config.employees, queues=config.queues)
     call.record.disposition = verdict = disposition(facts, trail)
     if verdict is Disposition.MISSED and not _hung_up_by_step(trail) and not call.hung_up:
@@ -102,6 +109,16 @@ async def run_inbound(call: Call, number_id: str) -> None:
         call.step("hangup")
         await call.hangup()
     await missed_call_callback(call)
+
+
+def _settle_queue_transfer(call: Call, result: Result) -> None:
+    """The queue a caller was transferred to ended: that is the transfer's result."""
+    entry = call.transfer_entry
+    if entry is None or not isinstance(result.step, QueueStep) or call.transfer_queue:
+        return
+    call.transfer_entry = None
+    answered = result.outcome is Outcome.TALKED
+    entry["result"] = (TransferResult.ANSWERED if answered else TransferResult.NO_ANSWER).value
 
 
 def _hung_up_by_step(trail: list[Result]) -> bool:

@@ -6,6 +6,7 @@ import logging
 
 from ...policy.numbers import allowed_external, is_e164
 from ..core.call import Call
+from ..core.caller_id import forward_caller_id
 from ..core.connect import RingOutcome, ring
 from ..core.employees import Reach, talk
 
@@ -14,16 +15,6 @@ log = logging.getLogger("numcfg.calls")
 # How long an external number rings before the next fallback: long enough for a mobile
 # to be fished out of a pocket, short of most voicemail pickups.
 FORWARD_RING_SECONDS = 25
-
-
-def forward_caller_id(call: Call) -> str:
-    """What the called party sees: `forward_caller_id` (a number id or E.164), else the
-    number the client called."""
-    number = call.config.numbers[call.record.number]
-    shown = number.forward_caller_id
-    if shown and shown in call.config.numbers:
-        return call.config.numbers[shown].number
-    return shown or number.number
 
 
 async def forward(
