@@ -197,6 +197,7 @@ def test_call_details_json_is_the_spec_shape_in_utc(store: Store) -> None:
         "recording_skipped": None,
         "rating": None,
         "transcript": None,
+        "transcript_status": None,
         "crm": {"entity": "lead", "id": "17", "created": True},
     }
     assert list(call.to_json()) == [field.name for field in dataclasses.fields(CallDetails)]
