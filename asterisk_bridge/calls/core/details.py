@@ -31,6 +31,7 @@ class CallRecord:
     recording_skipped: str | None = None
     rating: int | None = None
     transcript: str | None = None
+    transcript_status: str | None = None  # "pending" once a recording is kept to transcribe
     crm: dict[str, Any] | None = None
 
     def step(self, name: str) -> None:
@@ -58,5 +59,6 @@ class CallRecord:
             recording_skipped=self.recording_skipped,
             rating=self.rating,
             transcript=self.transcript,
+            transcript_status=self.transcript_status,
             crm=self.crm,
         )
