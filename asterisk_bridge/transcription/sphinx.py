@@ -1,34 +1,31 @@
 """The embedded default: pocketsphinx, offline, with the English model its wheel ships.
 
-Decoding is CPU work (about half the audio's length on one core here), so it runs in one
-thread of its own: the event loop never waits for it, and transcriptions never take more
-than one core however many are queued. The audio is cut at pauses (pocketsphinx's own
-voice-activity segmenter) and each stretch of speech decoded as one utterance; between
-two, a stop request (timeout, numcfg stopping) ends the decode, so a stop never waits for
-an hour-long recording.
+pocketsphinx decodes while holding Python's GIL (a thread would stall the event loop, and
+with it every call, for as long as a recording takes), so each recording is decoded in a
+child process of its own, at a lower CPU priority: calls never wait for it, one recording
+at a time takes at most one core, and a stop or a timeout kills the child at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
+import sys
 from pathlib import Path
+from typing import Final
 
-from pocketsphinx import Decoder, Segmenter
-
-from .audio import SAMPLE_RATE, pcm16k
 from .base import TranscriptionError
 
 # The only model the wheel ships (pocketsphinx.get_model_path()/en-us).
-LANGUAGE = "en"
+LANGUAGE: Final = "en"
+DECODER_MODULE: Final = "asterisk_bridge.transcription.sphinx_decode"
+# The child's own errors are a line or two; more is not worth keeping.
+MAX_ERROR_CHARS: Final = 300
 
 
 class PocketsphinxTranscriber:
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pocketsphinx")
-        self._decoder: Decoder | None = None  # loaded once (half a second), in the thread
+        self._one_at_a_time = asyncio.Lock()
 
     async def transcribe(self, path: Path, *, language: str) -> str:
         if language != LANGUAGE:
@@ -36,35 +33,31 @@ class PocketsphinxTranscriber:
                 f"pocketsphinx has an English model only, not {language!r}: "
                 "use transcription.backend openai"
             )
-        stop = threading.Event()
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, self._transcribe, path, stop)
-        except asyncio.CancelledError:
-            stop.set()  # the thread ends at the next pause in the speech
-            raise
+        async with self._one_at_a_time:
+            return await self._decode(path)
 
-    def _transcribe(self, path: Path, stop: threading.Event) -> str:
-        pcm = pcm16k(path)
-        if self._decoder is None:
-            try:
-                self._decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
-            except RuntimeError as exc:
-                raise TranscriptionError(f"pocketsphinx cannot start: {exc}") from exc
-        decoder = self._decoder
-        words: list[str] = []
-        for segment in Segmenter(sample_rate=SAMPLE_RATE).segment(io.BytesIO(pcm)):
-            if stop.is_set():
-                raise TranscriptionError("stopped")
-            decoder.start_utt()
-            decoder.process_raw(segment.pcm, full_utt=True)
-            decoder.end_utt()
-            hypothesis = decoder.hyp()
-            if hypothesis is not None and hypothesis.hypstr:
-                words.append(hypothesis.hypstr)
-        return " ".join(words)
+    async def _decode(self, path: Path) -> str:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            DECODER_MODULE,
+            str(path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await child.communicate()
+        except asyncio.CancelledError:  # timed out, or numcfg is stopping
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            await child.wait()
+            raise
+        if child.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            why = lines[-1][:MAX_ERROR_CHARS] if lines else f"exit status {child.returncode}"
+            raise TranscriptionError(why)
+        return out.decode().strip()
 
     async def close(self) -> None:
-        # A decode in progress was told to stop (its task was cancelled): wait for it, so
-        # no thread outlives the app.
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        return None  # no child outlives its transcribe()
