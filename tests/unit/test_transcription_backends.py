@@ -150,9 +150,7 @@ async def test_openai_backend_that_hangs_fails_after_its_timeout(
     assert time.monotonic() - started < 3.0
 
 
-async def test_openai_backend_answer_without_text_is_a_failure(
-    sentence_wav: Path, tmp_path: Path
-) -> None:
+async def test_openai_backend_unreachable_is_a_failure(sentence_wav: Path) -> None:
     transcriber = OpenAiTranscriber(
         url="http://127.0.0.1:9/v1", model="m", api_key=None, timeout=2
     )  # nothing listens on the discard port
