@@ -3,7 +3,8 @@ spoken by espeak-ng the way a phone line carries them.
 
 The server implements POST /v1/audio/transcriptions as the OpenAI API documents it
 (multipart `file`, `model`, `language`, `response_format`; answer {"text": ...}) and
-records every request; `mode` makes it answer, answer 500, or hang.
+records every request; `mode` (or `script`, one mode per request) makes it answer,
+answer 500, or hang.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class SeenRequest:
 class SpeechServer:
     text: str = "hello from the stand-in"
     mode: str = "answer"  # answer | error (HTTP 500) | hang
+    script: list[str] = field(default_factory=list)  # modes for the next requests, in order
     requests: list[SeenRequest] = field(default_factory=list)
     url: str = ""  # the API base, e.g. http://127.0.0.1:PORT/v1
     _runner: web.AppRunner | None = None
@@ -80,9 +82,10 @@ class SpeechServer:
             else:
                 fields[part.name] = await part.text()
         self.requests.append(SeenRequest(request.path, dict(request.headers), fields))
-        if self.mode == "hang":
+        mode = self.script.pop(0) if self.script else self.mode
+        if mode == "hang":
             await self._hanging.wait()
-        if self.mode == "error":
+        if mode == "error":
             return web.json_response({"error": {"message": "model exploded"}}, status=500)
         if "file" not in fields or "model" not in fields:
             return web.json_response({"error": {"message": "file and model needed"}}, status=400)
