@@ -34,6 +34,7 @@ from .holdmusic import moh
 from .holdmusic.files import prepare_configured_files
 from .metrics import Metrics
 from .store import Spool, open_store
+from .transcription import TranscriptionWorker, WakeOnRecorded, build_transcriber
 
 log = logging.getLogger("numcfg")
 
@@ -77,6 +78,14 @@ class App:
         # One spool file per node: two nodes sharing a folder never replay each other's.
         spool = Spool(Path(config.storage.spool) / f"{journal_node.replace('/', '_')}.jsonl")
         self.journal = Journal(store=self.store, spool=spool, node=journal_node)
+        # Recordings are transcribed after their call, one at a time (SPEC section 10).
+        self.transcription = TranscriptionWorker(
+            store=self.store,
+            config_source=lambda: self.config_holder.current,
+            make_transcriber=build_transcriber,
+            node=journal_node,
+            crm=self.crm,
+        )
         self.services = Services(
             client=self.client,
             router=self.router,
@@ -88,7 +97,7 @@ class App:
             journal=self.journal,
             claims=claims_for(self.store, node),
             crm=self.crm,
-            observers=(CrmJournal(),),
+            observers=(CrmJournal(), WakeOnRecorded(self.transcription)),
             set_workday=set_workday,
         )
         self.dispatcher = Dispatcher(self.services)
@@ -180,6 +189,8 @@ class App:
         self._background(stack, self._watch_store(), "store-config-watch")
         self._background(stack, self._retry_crm(), "crm-retry")
         self._background(stack, callback_worker(self.services), "callback-worker")
+        # Stopped before the store and the CRM close: a job in progress is given back.
+        self._background(stack, self.transcription.run(), "transcription")
         self._background(stack, self._prepare_hold_music(), "hold-music")
         host, _, port = config.api.listen.rpartition(":")
         runner = web.AppRunner(build_api(self), access_log=None)

@@ -1,4 +1,4 @@
-"""/api/calls: call details (SPEC section 7)."""
+"""/api/calls: call details (SPEC section 7), recordings and transcripts (section 10)."""
 
 from __future__ import annotations
 
@@ -68,9 +68,25 @@ def add_routes(api: web.Application, app_state: Any) -> None:
             raise ApiError(404, "no_recording", "the recording file is missing")
         return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
+    async def get_transcript(request: web.Request) -> web.Response:
+        call = await db(store.calls.get, request.match_info["call_id"])
+        if call is None:
+            raise ApiError(404, "not_found", "no such call")
+        if call.transcript_status is None:
+            raise ApiError(404, "no_transcript", "this call's recording is not transcribed")
+        # pending and failed answer too: a script polls this until done (SPEC section 10).
+        return web.json_response(
+            {
+                "id": call.id,
+                "transcript_status": call.transcript_status,
+                "transcript": call.transcript,
+            }
+        )
+
     api.router.add_get("/api/calls", list_calls)
     api.router.add_get("/api/calls/{call_id}", get_call)
     api.router.add_get("/api/calls/{call_id}/recording", get_recording)
+    api.router.add_get("/api/calls/{call_id}/transcript", get_transcript)
 
 
 def _recording_path(folder_text: str, file: str) -> Path | None:

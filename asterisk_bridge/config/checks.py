@@ -264,6 +264,26 @@ def _check_asterisk(config: Config) -> Iterator[Finding]:
         yield ("crm", "url"), f"crm backend {config.crm.backend} needs a url"
 
 
+def _check_transcription(config: Config) -> Iterator[Finding]:
+    settings = config.transcription
+    if settings.backend == "openai" and not settings.url:
+        yield (
+            ("transcription", "url"),
+            "transcription backend openai needs a url, e.g. http://127.0.0.1:8000/v1",
+        )
+    if settings.backend != "pocketsphinx":
+        return
+    for nid, number in config.numbers.items():
+        language = settings.language or number.spoken_language
+        if number.recording.transcribe and language != "en":
+            # An English model reading French gives confident nonsense: refuse it here.
+            yield (
+                ("numbers", nid, "recording", "transcribe"),
+                f"pocketsphinx transcribes English only and this number's language is "
+                f"{language!r}: use transcription.backend openai, or transcription.language en",
+            )
+
+
 _RULES: list[Callable[[Config], Iterator[Finding]]] = [
     _check_asterisk,
     _check_employees,
@@ -272,4 +292,5 @@ _RULES: list[Callable[[Config], Iterator[Finding]]] = [
     _check_cycles,
     _check_numbers,
     _check_prefixes,
+    _check_transcription,
 ]

@@ -237,6 +237,29 @@ class CrmSettings(_Model):
     rate_limit: CrmRateLimit = CrmRateLimit()
 
 
+Language = Annotated[str, Field(pattern=r"^[a-z]{2}$")]  # ISO 639-1, as STT servers take it
+
+
+class TranscriptionSettings(_Model):
+    """How recordings are transcribed after the call (SPEC section 10), off the call path."""
+
+    # pocketsphinx: embedded and offline, English only (its wheel ships the en-us model);
+    # openai: any OpenAI-compatible server (POST <url>/audio/transcriptions).
+    backend: Literal["pocketsphinx", "openai"] = "pocketsphinx"
+    url: HttpUrl | None = None  # openai: the API base, e.g. http://127.0.0.1:8000/v1
+    model: str = "whisper-1"
+    api_key: str | None = Field(default=None, repr=False)  # usually ${NUMCFG_STT_KEY}
+    language: Language | None = None  # None: the number's language
+    # The plan's paid add-on: minutes transcribed per calendar month (account timezone);
+    # None: unlimited. A recording that would go past it is skipped_quota.
+    monthly_minutes: Annotated[float, BeforeValidator(_not_bool), Field(ge=0)] | None = None
+    # One try (a request, or a pocketsphinx decode) longer than this is a failure.
+    timeout: Seconds = 300
+    # Tries per recording (the first one included), `retry_delay` apart, doubling each time.
+    attempts: Count = 3
+    retry_delay: Seconds = 60
+
+
 class Employee(_Model):
     name: str
     extension: Extension
@@ -406,6 +429,17 @@ class Number(_Model):
     # hold-music language when set, else English.
     language: HoldLanguage | None = None
 
+    @property
+    def spoken_language(self) -> str:
+        """The language callers speak on this number: its prompts' language, else its hold
+        music's, else English (what transcription assumes when transcription.language is
+        null; calls.inbound.flow.number_language picks prompts by the same rule)."""
+        if self.language:
+            return self.language
+        if isinstance(self.hold_music, HoldMusicLanguage):
+            return self.hold_music.language
+        return "en"
+
     @model_validator(mode="before")
     @classmethod
     def _hold_music_beside_config(cls, data: Any, info: ValidationInfo) -> Any:
@@ -427,6 +461,7 @@ class Config(_Model):
     account: AccountSettings = AccountSettings()
     storage: StorageSettings = StorageSettings()
     crm: CrmSettings = CrmSettings()
+    transcription: TranscriptionSettings = TranscriptionSettings()
     employees: dict[Ident, Employee] = {}
     queues: dict[Ident, Queue] = {}
     ivr_menus: dict[Ident, IvrMenu] = {}

@@ -1,7 +1,7 @@
 """CRM integration: the CrmBackend protocol, builtin / bitrix24 / webhook backends, and
 CrmService, the never-blocking wrapper the call flow uses (see README.md here)."""
 
-from .base import CallInfo, CrmBackend, CrmEntity, CrmError, LeadResult
+from .base import CallInfo, CrmBackend, CrmEntity, CrmError, LeadResult, TranscriptInfo
 from .service import CrmService, build_crm
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "CrmError",
     "CrmService",
     "LeadResult",
+    "TranscriptInfo",
     "build_crm",
 ]

@@ -114,6 +114,26 @@ class CallInfo:
         )
 
 
+@dataclass(frozen=True)
+class TranscriptInfo:
+    """What the CRM is told with a transcript: the call, from its stored details."""
+
+    call_id: str
+    number_id: str | None
+    direction: str  # incoming | outgoing | callback
+    phone: str | None  # the client's number as the call details have it
+    started_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "number_id": self.number_id,
+            "direction": self.direction,
+            "phone": self.phone,
+            "started_at": self.started_at.isoformat(),
+        }
+
+
 class CrmBackend(Protocol):
     """One CRM. Methods raise CrmError on failure; CrmService adds timeouts and fallbacks."""
 
@@ -147,5 +167,12 @@ class CrmBackend(Protocol):
         rating: int | None,
         recording_path: str | None,
     ) -> None: ...
+
+    async def call_transcript(
+        self, call: TranscriptInfo, *, entity: CrmEntity | None, text: str
+    ) -> None:
+        """The transcript of a call's recording (SPEC section 10), after the call; `entity`:
+        what the call was attached to (its details' `crm`), when known."""
+        ...
 
     async def close(self) -> None: ...

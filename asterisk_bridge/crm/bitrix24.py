@@ -1,9 +1,10 @@
 """Bitrix24 through an inbound webhook (https://portal/rest/<user>/<code>/<method>).
 
 Only documented REST methods are used: crm.duplicate.findbycomm and crm.<entity>.get for
-lookups, crm.lead.add / crm.lead.update for leads, and telephony.externalcall.register /
-finish / attachRecord for the call journal. Bitrix24 answers {"result": ...} on success and
-{"error": ..., "error_description": ...} (usually with HTTP 400) on failure.
+lookups, crm.lead.add / crm.lead.update for leads, telephony.externalcall.register /
+finish / attachRecord for the call journal, and crm.timeline.comment.add for transcripts.
+Bitrix24 answers {"result": ...} on success and {"error": ..., "error_description": ...}
+(usually with HTTP 400) on failure.
 
 Every request takes a token from a client-side bucket shaped like the portal's (ratelimit.py)
 and is retried with backoff when the portal still says "slow down" (503
@@ -17,6 +18,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from .base import (
     CrmEntity,
     CrmError,
     LeadResult,
+    TranscriptInfo,
 )
 from .http import JsonClient, dumps
 from .ratelimit import Backoff, TokenBucket, current_budget
@@ -335,6 +338,26 @@ class Bitrix24Crm:
         await self.call(
             "telephony.externalCall.attachRecord", params, timeout=ATTACH_RECORD_TIMEOUT_S
         )
+
+    async def call_transcript(
+        self, call: TranscriptInfo, *, entity: CrmEntity | None, text: str
+    ) -> None:
+        """A comment on the timeline of the client's entity (crm.timeline.comment.add)."""
+        if entity is None and call.phone:
+            entity = await self.lookup(call.phone)
+        if entity is None:
+            log.info("call %s: no CRM entity for its transcript; not sent", call.call_id)
+            return
+        when = call.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        fields = {
+            # The documented types: an integer id, the entity type in lower case.
+            "ENTITY_ID": int(entity.id) if entity.id.isdigit() else entity.id,
+            "ENTITY_TYPE": entity.kind,
+            "COMMENT": f"Transcript of the {call.direction} call of {when} "
+            f"({call.phone or 'unknown number'}):\n{text}",
+        }
+        # "fields" in lower case: the only spelling the portal accepts since crm 23.100.
+        await self.call("crm.timeline.comment.add", {"fields": fields})
 
     async def close(self) -> None:
         await self._http.close()

@@ -10,7 +10,7 @@ import asyncio
 
 from asterisk_bridge.store import Contact, Lead, Store
 
-from .base import CallInfo, CrmEntity, LeadResult
+from .base import CallInfo, CrmEntity, LeadResult, TranscriptInfo
 
 
 class BuiltinCrm:
@@ -67,6 +67,11 @@ class BuiltinCrm:
         recording_path: str | None,
     ) -> None:
         return None
+
+    async def call_transcript(
+        self, call: TranscriptInfo, *, entity: CrmEntity | None, text: str
+    ) -> None:
+        return None  # the transcript is in the call details, which are this CRM's journal
 
     async def close(self) -> None:
         return None  # the store belongs to the app, which closes it

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from asterisk_bridge.config.schema import Config, Employee, Number
 from asterisk_bridge.metrics import Metrics
-from asterisk_bridge.store import NotFoundError, PendingCrmOp, Store
+from asterisk_bridge.store import CallDetails, NotFoundError, PendingCrmOp, Store
 
 from .base import (
     REASON_REFUSED,
@@ -35,6 +35,7 @@ from .base import (
     CrmBackend,
     CrmEntity,
     CrmError,
+    TranscriptInfo,
 )
 from .bitrix24 import Bitrix24Crm
 from .builtin import BuiltinCrm
@@ -299,6 +300,34 @@ class CrmService:
             ),
             budget,
         )
+
+    async def notify_transcript(self, details: CallDetails, text: str) -> bool:
+        """Send a call's transcript to the CRM (after the call: nobody waits for it, but it
+        is awaited, so the transcription worker paces itself on the CRM). Never raises;
+        True when the CRM took it (or keeps no journal of its own)."""
+        if not getattr(self.backend, "keeps_journal", True):
+            return True
+        incoming = details.direction.value == "incoming"
+        call = TranscriptInfo(
+            call_id=details.id,
+            number_id=details.number,
+            direction=details.direction.value,
+            phone=details.caller if incoming else details.callee,
+            started_at=details.started_at,
+        )
+        found = details.crm or {}
+        entity = None
+        if found.get("entity") and found.get("id"):
+            entity = CrmEntity(
+                kind=str(found["entity"]), id=str(found["id"]), name=None, responsible=None
+            )
+        ok, _ = await self._attempt(
+            "call_transcript",
+            lambda: self.backend.call_transcript(call, entity=entity, text=text),
+            budget=self._journal_budget(),
+            urgent=False,
+        )
+        return ok
 
     def _enqueue(
         self,

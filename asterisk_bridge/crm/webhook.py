@@ -20,6 +20,7 @@ from .base import (
     CrmEntity,
     CrmError,
     LeadResult,
+    TranscriptInfo,
 )
 from .http import JsonClient, dumps
 
@@ -108,6 +109,18 @@ class WebhookCrm:
                 "disposition": disposition,
                 "rating": rating,
                 "recording": recording_path,
+            },
+        )
+
+    async def call_transcript(
+        self, call: TranscriptInfo, *, entity: CrmEntity | None, text: str
+    ) -> None:
+        await self.send(
+            "call.transcript",
+            {
+                "call": call.as_json(),
+                "entity": None if entity is None else entity.as_json(),
+                "text": text,
             },
         )
 

@@ -94,3 +94,19 @@ class CrmOpStatus(StrEnum):
 
     PENDING = "pending"  # retried at `due_at`
     FAILED = "failed"  # attempts ran out; an operator has to look
+
+
+class TranscriptStatus(StrEnum):
+    """`transcript_status` in call details (SPEC section 10), and the transcription job's
+    state in the store (which adds IN_PROGRESS, shown to users as pending)."""
+
+    PENDING = "pending"  # waiting for its turn, or for a retry
+    IN_PROGRESS = "in_progress"  # a node is transcribing it (store only)
+    DONE = "done"
+    FAILED = "failed"  # every attempt failed
+    SKIPPED_QUOTA = "skipped_quota"  # transcription.monthly_minutes was used up
+
+    @property
+    def public(self) -> TranscriptStatus:
+        """What call details say: a job being worked on is still pending to its reader."""
+        return TranscriptStatus.PENDING if self is TranscriptStatus.IN_PROGRESS else self

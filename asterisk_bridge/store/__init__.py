@@ -14,6 +14,7 @@ from asterisk_bridge.store.rows import (
     Lead,
     NumberState,
     PendingCrmOp,
+    TranscriptionJob,
 )
 from asterisk_bridge.store.spool import Spool
 from asterisk_bridge.store.store import Store, open_store
@@ -33,5 +34,6 @@ __all__ = [
     "PendingCrmOp",
     "Spool",
     "Store",
+    "TranscriptionJob",
     "open_store",
 ]

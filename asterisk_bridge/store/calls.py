@@ -9,13 +9,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from asterisk_bridge.policy.types import Direction, Disposition
+from asterisk_bridge.policy.types import Direction, Disposition, TranscriptStatus
 from asterisk_bridge.store.engine import Database, NotFoundError, instant, optional_instant
 from asterisk_bridge.store.rows import CallDetails
 from asterisk_bridge.store.tables import calls, open_calls
+from asterisk_bridge.store.transcripts import add_job
 
 # The last step of a call whose node died while it was up.
 INTERRUPTED_STEP = "interrupted"
+_KEPT_ON_UPDATE = frozenset({"id", "transcript", "transcript_status"})
 
 
 class CallLog:
@@ -31,6 +33,17 @@ class CallLog:
         with self._db.write() as conn:
             conn.execute(self._upsert(row))
             conn.execute(sa.delete(open_calls).where(open_calls.c.call_id == details.id))
+            if details.transcript_status == TranscriptStatus.PENDING and details.recording:
+                # The call and its transcription job in one transaction: a recording to
+                # transcribe is never saved without its job, nor a job without its call.
+                add_job(
+                    conn,
+                    self._db,
+                    call_id=details.id,
+                    number=details.number,
+                    file=str(details.recording["file"]),
+                    seconds=float(details.recording.get("seconds") or 0.0),
+                )
 
     def note_open(self, details: CallDetails, *, node: str) -> None:
         """Note (or update) a call in progress on `node`, with its details so far."""
@@ -122,9 +135,11 @@ class CallLog:
 
     def _upsert(self, row: Mapping[str, Any]) -> Any:
         stmt = self._db.insert(calls).values(**row)
+        # The transcript is the transcription worker's to write: details saved again (a
+        # spool replayed) never put a finished transcript back to pending.
         return stmt.on_conflict_do_update(
             index_elements=[calls.c.id],
-            set_={key: stmt.excluded[key] for key in row if key != "id"},
+            set_={key: stmt.excluded[key] for key in row if key not in _KEPT_ON_UPDATE},
         )
 
 
@@ -153,6 +168,7 @@ def _row(details: CallDetails) -> dict[str, Any]:
         "transcript": details.transcript,
         "crm": None if details.crm is None else dict(details.crm),
         "transfers": [dict(entry) for entry in details.transfers] or None,
+        "transcript_status": details.transcript_status,
     }
 
 
@@ -176,6 +192,7 @@ def _details(row: Mapping[str, Any]) -> CallDetails:
         transcript=row["transcript"],
         crm=row["crm"],
         transfers=tuple(row.get("transfers") or ()),
+        transcript_status=row.get("transcript_status"),
     )
 
 

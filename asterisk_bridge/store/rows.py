@@ -19,6 +19,7 @@ from asterisk_bridge.policy.types import (
     Direction,
     Disposition,
     NumberStatus,
+    TranscriptStatus,
 )
 
 
@@ -42,6 +43,8 @@ class CallDetails:
     recording_skipped: str | None
     rating: int | None
     transcript: str | None
+    # pending | done | failed | skipped_quota; None: nothing to transcribe (SPEC section 10).
+    transcript_status: str | None = None
     crm: Mapping[str, Any] | None
     transfers: tuple[Mapping[str, Any], ...] = ()
 
@@ -64,6 +67,7 @@ class CallDetails:
             "recording_skipped": self.recording_skipped,
             "rating": self.rating,
             "transcript": self.transcript,
+            "transcript_status": self.transcript_status,
             "crm": _plain(self.crm),
             "transfers": [_plain(entry) for entry in self.transfers],
         }
@@ -90,6 +94,8 @@ class CallDetails:
             transcript=data["transcript"],
             crm=data["crm"],
             transfers=tuple(data.get("transfers") or ()),
+            # Spooled by a release without transcription: none to report.
+            transcript_status=data.get("transcript_status"),
         )
 
 
@@ -131,6 +137,25 @@ class CallbackJob:
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptionJob:
+    """The transcription of one call's recording (SPEC section 10)."""
+
+    call_id: str
+    number: str | None
+    file: str  # the recording's name in storage.recordings
+    seconds: float
+    status: TranscriptStatus
+    attempts_made: int
+    due_at: datetime
+    node: str | None
+    claimed_at: datetime | None
+    charged_period: str | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

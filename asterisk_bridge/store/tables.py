@@ -77,6 +77,8 @@ calls = sa.Table(
     sa.Column("transcript", sa.Text, nullable=True),
     sa.Column("crm", _json(), nullable=True),
     sa.Column("transfers", _json(), nullable=True),  # SPEC section 8, migration 0003
+    # pending | done | failed | skipped_quota (SPEC section 10); null: not transcribed.
+    sa.Column("transcript_status", sa.String, nullable=True),
     # `numcfg calls --number X --since T` and the API list are the hot queries.
     sa.Index("ix_calls_number_started", "number", "started_at"),
     sa.Index("ix_calls_started", "started_at"),
@@ -224,4 +226,37 @@ config_versions = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("published_at", UTCDateTime, nullable=False),
+)
+
+# One transcription job per recorded call (SPEC section 10), worked after the call by one
+# node at a time: `claimed_at` marks the claim, and a claim older than the job's longest
+# try is stale (its node died). The text itself lands in calls.transcript.
+transcription_jobs = sa.Table(
+    "transcription_jobs",
+    metadata,
+    sa.Column("call_id", sa.String, primary_key=True),
+    sa.Column("number", sa.String, nullable=True),
+    sa.Column("file", sa.String, nullable=False),  # in storage.recordings
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("attempts_made", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("node", sa.String, nullable=True),
+    sa.Column("claimed_at", UTCDateTime, nullable=True),
+    # The month its seconds were counted toward (transcription.monthly_minutes); null: not
+    # counted yet. A job that fails for good gives them back.
+    sa.Column("charged_period", sa.String, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_transcription_jobs_status_due", "status", "due_at"),
+)
+
+# Seconds transcribed per month ("2026-12"), moved only by guarded UPDATEs like
+# recording_quota, so nodes sharing a store never go past the monthly cap together.
+transcription_usage = sa.Table(
+    "transcription_usage",
+    metadata,
+    sa.Column("period", sa.String, primary_key=True),
+    sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
 )

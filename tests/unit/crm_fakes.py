@@ -128,6 +128,7 @@ class FakeBitrix:
         self.phones: dict[str, dict[str, list[int]]] = {}
         self.entities: dict[tuple[str, int], dict[str, Any]] = {}
         self.next_lead = 100
+        self.next_comment = 500
         self.fail_with: int | None = None  # answer every request with this HTTP status
         self.limit = limit
         self.throttle_next = 0
@@ -186,6 +187,12 @@ class FakeBitrix:
                 return bitrix_result({"CALL_ID": params["CALL_ID"], "ID": 7, "CALL_STATUS": 1})
             case "telephony.externalCall.attachRecord":
                 return bitrix_result({"FILE_ID": 9079})
+            case "crm.timeline.comment.add":
+                fields = params["fields"]  # lower-case "fields": the only key accepted
+                if not fields.get("ENTITY_ID") or not fields.get("ENTITY_TYPE"):
+                    return bitrix_error("ERROR_REQUIRED_FIELDS", "ENTITY_ID, ENTITY_TYPE")
+                self.next_comment += 1
+                return bitrix_result(self.next_comment)
         return bitrix_error("ERROR_METHOD_NOT_FOUND", "Method not found!", status=404)
 
 

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from asterisk_bridge.crm import CallInfo, build_crm
 from asterisk_bridge.metrics import Metrics
-from asterisk_bridge.store import open_store
+from asterisk_bridge.policy.types import Direction, Disposition
+from asterisk_bridge.store import CallDetails, open_store
 from tests.unit.crm_fakes import FakeServer, Seen, load
 
 CLIENT = "+33612345678"
@@ -147,3 +148,46 @@ async def test_an_answer_without_entity_is_a_failure(tmp_path: Path):
     )
     assert sample == 1
     assert "X-Numcfg-Signature" not in server.requests[0].headers  # no secret, no signature
+
+
+async def test_a_transcript_is_sent_as_a_signed_call_transcript_event(tmp_path: Path):
+    server = await FakeServer(receiver).start()
+    store = open_store(f"sqlite:///{tmp_path / 'crm.sqlite3'}")
+    try:
+        config = load(
+            tmp_path,
+            crm=f"crm:\n  backend: webhook\n  url: {server.url}/numcfg\n"
+            "  secret: ${NUMCFG_CRM_SECRET}\n",
+        )
+        crm = build_crm(config, store=store, metrics=Metrics())
+        details = CallDetails(
+            id="c9",
+            number="paris",
+            direction=Direction.INCOMING,
+            caller=CLIENT,
+            callee="+33185000000",
+            employee="anna",
+            started_at=INFO.started_at,
+            answered_at=None,
+            ended_at=None,
+            duration=40,
+            disposition=Disposition.ANSWERED,
+            route=(),
+            recording={"file": "c9.wav", "seconds": 40},
+            recording_skipped=None,
+            rating=None,
+            transcript="hello",
+            transcript_status="done",
+            crm={"entity": "lead", "id": "L1", "created": True},
+        )
+        assert await crm.notify_transcript(details, "hello there")
+        await crm.close()
+    finally:
+        await server.stop()
+        store.close()
+    (seen,) = server.requests
+    assert valid_signature(seen) and seen.headers["X-Numcfg-Event"] == "call.transcript"
+    body = seen.json
+    assert body["text"] == "hello there"
+    assert body["call"]["call_id"] == "c9" and body["call"]["phone"] == CLIENT
+    assert body["entity"] == {"kind": "lead", "id": "L1", "name": None, "responsible": None}

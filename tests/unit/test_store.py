@@ -197,6 +197,7 @@ def test_call_details_json_is_the_spec_shape_in_utc(store: Store) -> None:
         "recording_skipped": None,
         "rating": None,
         "transcript": None,
+        "transcript_status": None,
         "crm": {"entity": "lead", "id": "17", "created": True},
         "transfers": [],
     }
@@ -758,3 +759,68 @@ async def test_the_store_listener_hears_each_publish_on_postgresql(pg_db_url: st
         assert heard == version
     finally:
         store.close()
+
+
+# -- transcription jobs ----------------------------------------------------------------------
+
+
+def transcribed_call(call_id: str, seconds: float = 10.0) -> CallDetails:
+    return call_details(
+        call_id,
+        recording={"file": f"{call_id}.wav", "seconds": seconds},
+        transcript_status="pending",
+    )
+
+
+def test_concurrent_transcriptions_never_exceed_the_monthly_cap(store_url: str) -> None:
+    node_a, node_b = two_stores(store_url)
+    try:
+        for i in range(12):
+            node_a.calls.save(transcribed_call(f"c{i}"))
+        nodes = [node_a, node_b]
+        charged = run_together(
+            12,
+            lambda i: nodes[i % 2].transcripts.charge(f"c{i}", period="2026-11", cap_seconds=60),
+        )
+        assert charged.count(True) == 6
+        assert node_a.transcripts.used_seconds("2026-11") == 60.0
+        skipped = [c for c in node_b.calls.recent() if c.transcript_status == "skipped_quota"]
+        assert len(skipped) == 6
+        # Charging again (a retry of a counted job) never counts twice.
+        first = next(i for i, ok in enumerate(charged) if ok)
+        assert node_a.transcripts.charge(f"c{first}", period="2026-11", cap_seconds=60)
+        assert node_a.transcripts.used_seconds("2026-11") == 60.0
+    finally:
+        node_a.close()
+        node_b.close()
+
+
+def test_two_nodes_never_claim_the_same_transcription(store_url: str) -> None:
+    node_a, node_b = two_stores(store_url)
+    try:
+        for i in range(6):
+            node_a.calls.save(transcribed_call(f"c{i}"))
+        nodes = [node_a, node_b]
+        now = datetime.now(UTC)
+        claimed = run_together(8, lambda i: nodes[i % 2].transcripts.claim_due(now, node=f"n{i}"))
+        ids = [job.call_id for job in claimed if job is not None]
+        assert sorted(ids) == sorted(f"c{i}" for i in range(6))
+    finally:
+        node_a.close()
+        node_b.close()
+
+
+def test_a_transcription_done_or_failed_is_in_the_call_details(store: Store) -> None:
+    store.calls.save(transcribed_call("c1"))
+    store.calls.save(transcribed_call("c2"))
+    now = datetime.now(UTC)
+    store.transcripts.finish("c1", text="bonjour", now=now)
+    assert store.transcripts.fail("c2", error="boom", attempts=2, retry_in=60, now=now) == "pending"
+    assert store.transcripts.claim_due(now, node="n") is None  # c2 waits for its retry
+    assert store.transcripts.fail("c2", error="boom", attempts=2, retry_in=60, now=now) == "failed"
+    done, failed = store.calls.get("c1"), store.calls.get("c2")
+    assert done is not None and (done.transcript, done.transcript_status) == ("bonjour", "done")
+    assert failed is not None and (failed.transcript, failed.transcript_status) == (None, "failed")
+    store.calls.save(transcribed_call("c1"))  # the details saved again (a spool replayed)
+    again = store.calls.get("c1")
+    assert again is not None and again.transcript_status == "done"  # the worker's word stands

@@ -31,6 +31,7 @@ class CallRecord:
     recording_skipped: str | None = None
     rating: int | None = None
     transcript: str | None = None
+    transcript_status: str | None = None  # "pending" once a recording is kept to transcribe
     crm: dict[str, Any] | None = None
     # SPEC section 8: one entry per transfer, in order ({from, to, mode, at, result, via}).
     transfers: list[dict[str, Any]] = field(default_factory=list)
@@ -60,6 +61,7 @@ class CallRecord:
             recording_skipped=self.recording_skipped,
             rating=self.rating,
             transcript=self.transcript,
+            transcript_status=self.transcript_status,
             crm=self.crm,
             transfers=tuple(dict(entry) for entry in self.transfers),
         )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ...ari.client import RecordOptions
 from ...ari.record import Recording, RecordResult, discard_stored, start_recording
 from ...policy.quota import MONTHLY_RECORDING_QUOTA, quota_period, recording_decision
+from ...policy.types import TranscriptStatus
 from ..core.audio import keep_recording
 
 if TYPE_CHECKING:
@@ -112,3 +113,7 @@ class Recorder:
         }
         if len(self._parts) > 1:
             call.record.recording["parts"] = list(self._parts)
+        if call.config.numbers[call.record.number].recording.transcribe:
+            # Transcribed after the call by the transcription worker: the job is saved
+            # with the call's details (SPEC section 10), never awaited here.
+            call.record.transcript_status = TranscriptStatus.PENDING.value
