@@ -22,6 +22,7 @@ from asterisk_bridge.store.numbers import NumberStates
 from asterisk_bridge.store.people import People
 from asterisk_bridge.store.queues import QueueCursors
 from asterisk_bridge.store.quota import RecordingQuota
+from asterisk_bridge.store.users import ConsoleUsers
 
 
 def open_store(url: str) -> Store:
@@ -43,6 +44,7 @@ class Store:
         self.crm = CrmRecords(db=db)
         self.hold_music = HoldMusic(db=db)
         self.config_versions = ConfigVersions(db=db)
+        self.users = ConsoleUsers(db=db)
 
     @property
     def shared(self) -> bool:
