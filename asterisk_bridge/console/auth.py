@@ -6,13 +6,13 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
 from .passwords import needs_rehash, verify_password
 from .render import render
-from .sessions import COOKIE, Session, clear_cookie, set_cookie
+from .sessions import COOKIE, SESSION, Session, clear_cookie, set_cookie
 from .state import ConsoleState, state_of
 
 log = logging.getLogger("numcfg.console")
@@ -28,7 +28,7 @@ MULTIPART_CHECKS_ITSELF: Final = "csrf_checked_by_handler"
 
 
 def session_of(request: web.Request) -> Session:
-    session: Session | None = request.get("session")
+    session = request.get(SESSION)
     if session is None or session.user is None:
         raise web.HTTPForbidden()
     return session
@@ -49,7 +49,7 @@ def csrf_ok(session: Session, token: str | None) -> bool:
 async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = state_of(request)
     session = state.sessions.get(request.cookies.get(COOKIE))
-    request["session"] = session
+    request[SESSION] = session
     try:
         if request.path not in PUBLIC and (session is None or session.user is None):
             if request.method == "GET" and not request.path.endswith("/events"):
@@ -79,12 +79,12 @@ def _multipart_route(request: web.Request) -> bool:
 
 async def login_page(request: web.Request) -> web.Response:
     state = state_of(request)
-    session = request.get("session")
+    session = request.get(SESSION)
     if session is not None and session.user is not None:
         raise web.HTTPSeeOther("/console/")
     if session is None:
         session = state.sessions.anonymous()
-        request["session"] = session
+        request[SESSION] = session
     response = render(request, "login.html", failed=False, name="")
     set_cookie(response, request, session)
     return response
@@ -110,7 +110,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if needs_rehash(user.password_hash):
         log.info("console: %s's password hash is rehashed with today's parameters", name)
     session = state.sessions.log_in(
-        request.get("session"), user=user.name, role=user.role, employee=user.employee
+        request.get(SESSION), user=user.name, role=user.role, employee=user.employee
     )
     log.info("console: %s logged in (%s)", user.name, user.role)
     response = web.HTTPSeeOther("/console/")
@@ -126,7 +126,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-def home(request: web.Request) -> Any:
+async def home(request: web.Request) -> web.StreamResponse:
     session = session_of(request)
     target = "/console/calls" if session.role == "employee" else "/console/numbers"
     raise web.HTTPSeeOther(target)

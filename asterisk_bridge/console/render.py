@@ -9,7 +9,7 @@ import jinja2
 from aiohttp import web
 
 from .i18n import LANG_COOKIE, LANGUAGES, language_of, translator
-from .sessions import Session, behind_tls
+from .sessions import SESSION, Session, behind_tls
 
 
 @functools.cache
@@ -27,7 +27,7 @@ def render(
     request: web.Request, template: str, *, status: int = 200, **context: Any
 ) -> web.Response:
     lang = language_of(request)
-    session: Session | None = request.get("session")
+    session: Session | None = request.get(SESSION)
     html = (
         environment()
         .get_template(template)

@@ -79,6 +79,10 @@ class Sessions:
             del self._users[sid]
 
 
+# Where the middleware leaves the request's session (None: not logged in, no form yet).
+SESSION: Final = web.RequestKey("console_session", Session)
+
+
 def _token() -> str:
     return secrets.token_urlsafe(_TOKEN_BYTES)
 
