@@ -10,7 +10,7 @@ from typing import Final
 
 from aiohttp import web
 
-from .passwords import needs_rehash, verify_password
+from .passwords import needs_rehash, rehash, verify_password
 from .render import render
 from .sessions import COOKIE, SESSION, Session, clear_cookie, set_cookie
 from .state import ConsoleState, state_of
@@ -107,8 +107,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         log.warning("console: failed login for %r from %s", name, request.remote)
         return render(request, "login.html", status=401, failed=True, name=name)
     state.throttle.succeeded(user_key)
-    if needs_rehash(user.password_hash):
-        log.info("console: %s's password hash is rehashed with today's parameters", name)
+    if needs_rehash(user.password_hash):  # made with weaker parameters than today's
+        await asyncio.to_thread(store.users.set_password_hash, user.name, rehash(password))
     session = state.sessions.log_in(
         request.get(SESSION), user=user.name, role=user.role, employee=user.employee
     )

@@ -24,6 +24,11 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+def rehash(password: str) -> str:
+    """A fresh hash of a password that just verified (no length rule: it is in use)."""
+    return _HASHER.hash(password)
+
+
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when `password` matches; an unknown user (None) costs the same time."""
     try:
