@@ -16,6 +16,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from asterisk_bridge.store import CallDetails
+from tests.unit.test_holdmusic_support import make_mp3
 
 from .conftest import Console
 from .support import PASSWORD, log_in
@@ -335,3 +336,25 @@ async def test_the_console_speaks_french(console: Console, page: Page) -> None:
     await page.goto(f"{console.base}/console/board")  # the choice is remembered
     await expect(page.get_by_role("heading", level=1)).to_contain_text("Tableau en direct")
     assert PASSWORD  # the same users log in whatever the language
+
+
+# -- hold music ---------------------------------------------------------------------------
+
+
+async def test_hold_music_uploads_from_the_page_and_a_stereo_file_is_refused(
+    console: Console, page: Page, tmp_path: Path
+) -> None:
+    mono = make_mp3(tmp_path / "mono.mp3")
+    stereo = make_mp3(tmp_path / "stereo.mp3", channels=2)
+    store = console.app.store
+    await log_in(page, console.base, "admin")
+    await page.goto(f"{console.base}/console/numbers/paris")
+    await page.get_by_label("Upload hold music (MP3, mono, at most 2 MB)").set_input_files(stereo)
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    await expect(page.locator("#problem")).to_contain_text("stereo MP3: upload a mono file")
+    assert await asyncio.to_thread(store.hold_music.upload_path, "paris") is None
+    await page.get_by_label("Upload hold music (MP3, mono, at most 2 MB)").set_input_files(mono)
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    await expect(page.locator("#notice")).to_contain_text("Hold music uploaded")
+    installed = await asyncio.to_thread(store.hold_music.upload_path, "paris")
+    assert installed is not None and await asyncio.to_thread(Path(installed).is_file)
