@@ -74,6 +74,8 @@ async def _pages(base: str, out: Path) -> None:
         mobile = await phone.new_page()
         await mobile.goto(f"{base}/console/board?lang=en")
         await mobile.screenshot(path=out / "board-phone.png", full_page=True)
+        await mobile.goto(f"{base}/console/numbers/paris")
+        await mobile.screenshot(path=out / "number-settings-phone.png")
         await phone.close()
         await context.close()
 
