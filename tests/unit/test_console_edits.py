@@ -127,3 +127,33 @@ def test_write_atomically_keeps_the_mode_and_leaves_no_temporary_file(tmp_path: 
     assert path.read_text() == "version: 1\n# saved\n"
     assert path.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["numcfg.yaml"]
+
+
+def test_on_a_shared_store_a_save_publishes_a_version_and_leaves_the_file(
+    tmp_path: Path, pg_db_url: str
+) -> None:
+    path = tmp_path / "numcfg.yaml"
+    path.write_text(FULL.replace("sqlite:///var/lib/numcfg/numcfg.sqlite3", pg_db_url))
+    before = path.read_bytes()
+    holder = ConfigHolder(path, env=ENV)
+    store = open_store(pg_db_url)
+    try:
+        store.config_versions.publish(path.read_text())  # what `numcfg apply` did
+        result = asyncio.run(
+            save(
+                holder,
+                store,
+                [(("numbers", "paris", "routing", "greeting"), "sound:numcfg/fr/welcome")],
+                base_digest=None,
+                field_of=number_field_of("paris", FORM_NAMES),
+            )
+        )
+        latest = store.config_versions.latest()
+    finally:
+        store.close()
+    assert result.saved and not result.errors
+    assert latest is not None and latest.version == 2
+    assert "greeting: sound:numcfg/fr/welcome" in latest.text
+    assert "# null: always open" in latest.text  # published with the file's comments
+    assert path.read_bytes() == before
+    assert holder.current.numbers["paris"].routing.greeting == "sound:numcfg/fr/welcome"
