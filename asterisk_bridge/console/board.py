@@ -82,7 +82,7 @@ async def board_page(request: web.Request) -> web.Response:
 
 
 async def board_events(request: web.Request) -> web.StreamResponse:
-    require(request, "admin", "supervisor")
+    session = require(request, "admin", "supervisor")
     state = state_of(request)
     response = web.StreamResponse(
         headers={
@@ -96,7 +96,8 @@ async def board_events(request: web.Request) -> web.StreamResponse:
     quiet_since = time.monotonic()
     with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
-        while not state.closing.is_set():
+        # Until the service stops or the session ends (logged out, expired).
+        while not state.closing.is_set() and state.sessions.get(session.id) is session:
             board = await snapshot(state.app_state)
             if board != last:
                 await response.write(f"data: {json.dumps(board)}\n\n".encode())
