@@ -8,7 +8,7 @@ CONFIG ?= examples/numcfg.yaml
 export NUMCFG_ARI_PASSWORD ?= numcfg-dev-secret
 export NUMCFG_ARI_USER ?= numcfg
 
-.PHONY: setup system-deps rig rig-down run call test unit integration faults lint format bench clean
+.PHONY: setup system-deps rig rig-down run call test unit browser integration faults lint format bench clean
 
 system-deps:
 	bash scripts/system-deps
@@ -46,6 +46,10 @@ test: rig
 
 unit: setup
 	$(BIN)/pytest -q tests/unit
+
+## The console in Debian's chromium (headless), numcfg in-process; no Asterisk needed.
+browser: setup
+	$(BIN)/pytest -q tests/browser
 
 integration: rig
 	$(BIN)/pytest -q tests/integration

@@ -63,7 +63,7 @@ def add_routes(api: web.Application, app_state: Any) -> None:
         if not recording.get("file"):
             raise ApiError(404, "no_recording", "this call was not recorded")
         folder = app_state.config_holder.current.storage.recordings
-        path = await db(_recording_path, folder, recording["file"])
+        path = await db(recording_path, folder, recording["file"])
         if path is None:
             raise ApiError(404, "no_recording", "the recording file is missing")
         return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
@@ -89,7 +89,7 @@ def add_routes(api: web.Application, app_state: Any) -> None:
     api.router.add_get("/api/calls/{call_id}/transcript", get_transcript)
 
 
-def _recording_path(folder_text: str, file: str) -> Path | None:
+def recording_path(folder_text: str, file: str) -> Path | None:
     # Only files inside the recordings folder are ever served, whatever the record says.
     folder = Path(folder_text).resolve()
     path = (folder / Path(file).name).resolve()

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..console.server import mount_console
 from ..store import STORE_FAULTS
 from . import (
     routes_callbacks,
@@ -122,4 +123,5 @@ def build_api(app_state: Any) -> web.Application:
     api.router.add_get("/metrics", metrics)
     for module in _route_modules():
         module.add_routes(api, app_state)
+    mount_console(api, app_state)  # SPEC section 11: /console/, its own login and sessions
     return api

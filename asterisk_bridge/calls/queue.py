@@ -54,6 +54,8 @@ async def _wait_for_change(call: Call, state: QueueState, timeout: float) -> Non
 class Waiter:
     call: Call
     ringing: bool = False
+    # When the caller joined the line (monotonic): the console's board shows the wait.
+    joined: float = field(default_factory=time.monotonic)
 
 
 @dataclass

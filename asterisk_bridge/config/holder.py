@@ -93,6 +93,16 @@ class ConfigHolder:
         config._source_path = self.path.resolve()
         return self._swap(config, origin)
 
+    def check_text(self, text: str, origin: str) -> Config:
+        """Validate `text` as this holder would load it (same environment, paths beside the
+        file), without swapping it in: the console checks an edit before writing it.
+        Raises ConfigError with every issue, as `numcfg check` reports them."""
+        config = load_config_text(
+            text, filename=origin, env=self._env, base_dir=self.path.resolve().parent
+        )
+        config._source_path = self.path.resolve()
+        return config
+
     async def watch(self) -> None:
         """Reload whenever the file changes; runs until cancelled.
 

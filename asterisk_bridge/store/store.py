@@ -23,6 +23,7 @@ from asterisk_bridge.store.people import People
 from asterisk_bridge.store.queues import QueueCursors
 from asterisk_bridge.store.quota import RecordingQuota
 from asterisk_bridge.store.transcripts import TranscriptionJobs
+from asterisk_bridge.store.users import ConsoleUsers
 
 
 def open_store(url: str) -> Store:
@@ -45,6 +46,7 @@ class Store:
         self.hold_music = HoldMusic(db=db)
         self.config_versions = ConfigVersions(db=db)
         self.transcripts = TranscriptionJobs(db=db)
+        self.users = ConsoleUsers(db=db)
 
     @property
     def shared(self) -> bool:

@@ -260,3 +260,16 @@ transcription_usage = sa.Table(
     sa.Column("period", sa.String, primary_key=True),
     sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
 )
+
+# People who log in to the web console (SPEC section 11). The password is an argon2 hash
+# (console/passwords.py), never the password; `employee` ties an employee-role user to
+# the employee whose calls she may see.
+console_users = sa.Table(
+    "console_users",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("password_hash", sa.String, nullable=False),
+    sa.Column("role", sa.String, nullable=False),
+    sa.Column("employee", sa.String, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
