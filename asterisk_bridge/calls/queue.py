@@ -26,6 +26,9 @@ RECHECK_SECONDS = 3.0
 # announce_position: on entering the queue, then this often while waiting (beyond the
 # hosted service's own behaviour; app_queue's default period is similar).
 ANNOUNCE_INTERVAL_SECONDS = 30.0
+# Positions with a rendered number prompt in every language (sounds/render's
+# POSITION_NUMBERS).
+POSITION_PROMPTS = 30
 # A ring round shorter than this rang nobody (refused at once): wait before the next.
 MIN_ROUND_SECONDS = 1.0
 # Waits shorter than this are not worth a timer (the next pass would come at once).
@@ -149,7 +152,12 @@ async def _announce_position(call: Call, state: QueueState, waiter: Waiter) -> N
     suspends the hold music and Asterisk does not resume it: restart it after."""
     position = state.waiters.index(waiter) + 1
     await call.play_prompt("queue-position")
-    await call.play(f"number:{position}")
+    # In the number's language (sounds/render speaks 1..POSITION_PROMPTS in each); a
+    # longer line falls back to Asterisk's own digits.
+    if position <= POSITION_PROMPTS:
+        await call.play_prompt(f"number-{position}")
+    else:
+        await call.play(f"number:{position}")
     if not call.hung_up:
         await _moh(call, True)
 

@@ -124,3 +124,43 @@ def extension_on_timeout(buffer: str, *, max_len: int = EXTENSION_MAX_LEN) -> Ma
     digits there are; an empty or malformed buffer is INVALID.
     """
     return match_extension(buffer + TERMINATOR, max_len=max_len)
+
+
+class TypedKind(Enum):
+    """What digits typed during a greeting turn out to be (SPEC section 9)."""
+
+    WAIT = "wait"  # could still become an extension or an option
+    EXTENSION = "extension"
+    OPTION = "option"  # an option of the number's IVR: selected without its prompt
+    NOTHING = "nothing"  # neither: "no such extension", and the route goes on
+
+
+@dataclass(frozen=True)
+class Typed:
+    kind: TypedKind
+    value: str | None = None
+
+
+def match_typed_ahead(
+    buffer: str,
+    *,
+    extensions: Collection[str] | None,
+    options: Collection[str],
+    timed_out: bool = False,
+) -> Typed:
+    """Digits typed during the greeting: an extension (`extensions` None: extension
+    dialing is off) wins over an IVR option, since "digits that are an extension still
+    ring it"; an option is taken at once when no extension could still follow, or when
+    the caller stopped typing (`timed_out`)."""
+    if extensions is not None:
+        ext = match_extension(buffer + (TERMINATOR if timed_out else ""), extensions=extensions)
+        if ext.status is MatchStatus.COMPLETE:
+            return Typed(TypedKind.EXTENSION, ext.value)
+        if ext.status is MatchStatus.INCOMPLETE and not timed_out:
+            return Typed(TypedKind.WAIT)
+    option = match_on_timeout(buffer, options) if timed_out else match_menu(buffer, options)
+    if option.status is MatchStatus.COMPLETE:
+        return Typed(TypedKind.OPTION, option.value)
+    if option.status is MatchStatus.INCOMPLETE:
+        return Typed(TypedKind.WAIT)
+    return Typed(TypedKind.NOTHING)

@@ -174,3 +174,50 @@ async def test_forward_outside_a_narrowed_allowlist_is_refused_at_call_time(
     assert harness.trunk_reached == []
     assert call["route"] == ["ivr:main:3", "hangup"]
     assert call["disposition"] == "missed"
+
+
+# -- digits typed ahead during the greeting (issue 11, SPEC section 9) -----------------------
+
+GREETING = "sound:numcfg/en/welcome"
+
+
+def typed_ahead_config(*, extension_dialing: bool) -> dict:
+    config = yaml.safe_load(yaml.safe_dump(IVR_CONFIG))
+    config["numbers"]["paris"]["routing"] = {
+        "greeting": GREETING,
+        "extension_dialing": {"enabled": extension_dialing},
+        "ivr": "main",
+    }
+    return config
+
+
+@pytest.mark.parametrize("extension_dialing", [True, False])
+async def test_an_option_typed_during_the_greeting_is_taken_without_the_menu(
+    harness: Harness, numcfg, extension_dialing: bool
+) -> None:
+    app = await numcfg(typed_ahead_config(extension_dialing=extension_dialing))
+    harness.employees["101"] = Employee("answer", answer_after=0.2, hangup_after=1.0)
+    leg = await harness.call("+33185000000")
+    await harness.heard(leg, GREETING)
+    await harness.press(leg, "2")  # "2" starts no extension: no need to wait
+    await harness.heard(leg, SUPPORT)
+    await harness.press(leg, "1")
+    await harness.bridged(leg)
+    await harness.ended(leg)
+    (call,) = await calls_done(app)
+    assert call["route"] == ["greeting", "ivr:main:2", "ivr:support:1", "employee:boris"]
+    assert MAIN not in harness.media_heard(leg)  # no menu prompt, no retry
+
+
+async def test_an_extension_typed_during_the_greeting_still_rings_it(
+    harness: Harness, numcfg
+) -> None:
+    app = await numcfg(typed_ahead_config(extension_dialing=True))
+    harness.employees["102"] = Employee("answer", answer_after=0.2, hangup_after=1.0)
+    leg = await harness.call("+33185000000")
+    await harness.heard(leg, GREETING)
+    await harness.press(leg, "102")
+    await harness.bridged(leg)
+    await harness.ended(leg)
+    (call,) = await calls_done(app)
+    assert call["route"] == ["greeting", "extension:102", "employee:boris"]

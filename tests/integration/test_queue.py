@@ -374,9 +374,25 @@ async def test_announce_position_tells_each_caller_their_place(harness: Harness,
     await harness.heard(first, "sound:numcfg/en/queue-position")
     second = await harness.call("+33185000000", caller="+33611000002")
     await harness.heard(second, "sound:numcfg/en/queue-position")
-    await harness.heard(first, "number:1")
-    await harness.heard(second, "number:2")
+    await harness.heard(first, "sound:numcfg/en/number-1")
+    await harness.heard(second, "sound:numcfg/en/number-2")
     for leg in (first, second):
         await harness.hangup(leg)
         await harness.ended(leg)
     await calls_done(app)
+
+
+async def test_the_position_is_spoken_in_the_numbers_language(
+    harness: Harness, numcfg, asterisk_rig: str
+) -> None:
+    config = queue_config("in_order", max_wait=6, announce_position=True)
+    config["numbers"]["paris"]["language"] = "fr"
+    app = await numcfg(config)
+    leg = await harness.call("+33185000000")
+    await harness.heard(leg, "sound:numcfg/fr/queue-position")
+    await harness.heard(leg, "sound:numcfg/fr/number-1")
+    await harness.hangup(leg)
+    await harness.ended(leg)
+    await calls_done(app)
+    spoken = Path(asterisk_rig) / "usr/share/asterisk/sounds/numcfg/fr/number-1.wav"
+    assert spoken.is_file() and spoken.stat().st_size > 2000  # "un", rendered in French

@@ -7,10 +7,12 @@ import pytest
 from asterisk_bridge.policy.digits import (
     Match,
     MatchStatus,
+    TypedKind,
     extension_on_timeout,
     match_extension,
     match_menu,
     match_on_timeout,
+    match_typed_ahead,
 )
 
 INCOMPLETE = Match(MatchStatus.INCOMPLETE)
@@ -119,3 +121,33 @@ def test_match_extension_against_known_extensions(buffer: str, expected: Match) 
 )
 def test_extension_on_timeout(buffer: str, expected: Match) -> None:
     assert extension_on_timeout(buffer) == expected
+
+
+# -- typed ahead during the greeting (SPEC section 9) -----------------------------------------
+
+EXTENSIONS = {"101", "102", "205"}
+OPTIONS = {"1", "2", "3", "41"}
+
+
+@pytest.mark.parametrize(
+    ("buffer", "extensions", "timed_out", "kind", "value"),
+    [
+        ("102", EXTENSIONS, False, TypedKind.EXTENSION, "102"),
+        ("3", EXTENSIONS, False, TypedKind.OPTION, "3"),  # no extension starts with 3
+        ("1", EXTENSIONS, False, TypedKind.WAIT, None),  # could still be 101 or 102
+        ("1", EXTENSIONS, True, TypedKind.OPTION, "1"),  # the caller stopped at "1"
+        ("2", EXTENSIONS, False, TypedKind.WAIT, None),  # 205 starts with it
+        ("4", EXTENSIONS, False, TypedKind.WAIT, None),  # 41 may follow
+        ("41", EXTENSIONS, False, TypedKind.OPTION, "41"),
+        ("7", EXTENSIONS, False, TypedKind.NOTHING, None),
+        ("109", EXTENSIONS, False, TypedKind.NOTHING, None),
+        ("1", None, False, TypedKind.OPTION, "1"),  # extension dialing off
+        ("102", None, False, TypedKind.NOTHING, None),
+        ("9", EXTENSIONS, True, TypedKind.NOTHING, None),
+    ],
+)
+def test_typed_ahead_digits(
+    buffer: str, extensions: set[str] | None, timed_out: bool, kind: TypedKind, value: str | None
+) -> None:
+    typed = match_typed_ahead(buffer, extensions=extensions, options=OPTIONS, timed_out=timed_out)
+    assert (typed.kind, typed.value) == (kind, value)

@@ -50,6 +50,8 @@ class Call:
         # A blind transfer to a queue: the queue the flow runs next (features/transfer).
         self.transfer_queue: str | None = None
         self.transfer_entry: dict[str, Any] | None = None  # its transfers[] entry
+        # An IVR option the caller typed during the greeting (SPEC section 9).
+        self.typed_ahead: str | None = None
         self._before_details: list[asyncio.Task[None]] = []
 
     @property

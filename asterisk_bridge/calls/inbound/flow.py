@@ -14,7 +14,7 @@ from ...ari.errors import AriError
 from ...ari.media import Status, wait_digits
 from ...config.schema import HoldMusicLanguage, Number
 from ...lifecycle import effective_status
-from ...policy.digits import MatchStatus, extension_on_timeout, match_extension
+from ...policy.digits import TypedKind, match_typed_ahead
 from ...policy.hours import is_open
 from ...policy.route import (
     NOT_IN_SERVICE,
@@ -47,7 +47,7 @@ from ..core.employees import Reach, ring_employee
 from ..features.crm_journal import call_started, crm_responsible
 from ..queue import run_queue
 from .forward import forward, forward_to_mobile
-from .menu import digits_done, run_menu
+from .menu import run_menu
 from .voicemail import leave_voicemail
 
 log = logging.getLogger("numcfg.calls")
@@ -166,12 +166,15 @@ async def _run_step(call: Call, step: Step) -> Result:
             return Result(step, Outcome.DONE, employee=await _sip_to(call))
         case Greeting(media=media, collect_extension=collect):
             call.step("greeting")
-            if not collect:
+            options = _typed_ahead_options(call)
+            if not collect and not options:
                 await call.play(media)
                 return Result(step, Outcome.DONE)
-            return Result(step, Outcome.DONE, employee=await _greeting_extension(call, media))
+            employee = await _greeting_digits(call, media, collect=collect, options=options)
+            return Result(step, Outcome.DONE, employee=employee)
         case Menu(menu_id=menu_id):
-            action = await run_menu(call, menu_id)
+            typed, call.typed_ahead = call.typed_ahead, None
+            action = await run_menu(call, menu_id, typed=typed)
             if action is None:
                 return Result(step, Outcome.CALLER_GONE)
             return Result(step, Outcome.DONE, action=action)
@@ -222,31 +225,55 @@ async def _sip_to(call: Call) -> str | None:
     return employee_id
 
 
-async def _greeting_extension(call: Call, media: str) -> str | None:
-    """Play the greeting; the employee whose extension is dialed during it (or just
-    after), or None. An unknown extension hears "invalid extension"."""
+def _typed_ahead_options(call: Call) -> tuple[str, ...]:
+    """The options of the IVR the route reaches after the greeting: a caller may type
+    one during the greeting (SPEC section 9)."""
+    number = call.config.numbers[call.record.number]
+    menu = call.config.ivr_menus.get(number.routing.ivr or "")
+    return tuple(menu.options) if menu is not None else ()
+
+
+async def _greeting_digits(
+    call: Call, media: str, *, collect: bool, options: tuple[str, ...]
+) -> str | None:
+    """Play the greeting; digits typed during it (or just after, with extension dialing)
+    are an extension (its employee is returned), an option of the number's IVR (kept in
+    `call.typed_ahead` for the menu step, which then skips its prompt) or neither ("invalid
+    extension", and the route goes on)."""
     result = await call.play(media, interrupt_on_digit=True)
     if result.status is Status.HANGUP:
         return None
+    extensions = {e.extension for e in call.config.employees.values()} if collect else None
+
+    def done(buffer: str) -> Status | None:
+        typed = match_typed_ahead(buffer, extensions=extensions, options=options)
+        return None if typed.kind is TypedKind.WAIT else Status.FINISHED
+
     status, buffer = await wait_digits(
         call.inbox,
-        first_timeout=EXTENSION_GRACE_SECONDS,
+        # Without extension dialing only digits typed during the greeting count.
+        first_timeout=EXTENSION_GRACE_SECONDS if collect else 0.0,
         inter_timeout=EXTENSION_INTER_DIGIT_SECONDS,
-        done=digits_done(match_extension),
+        done=done,
     )
     if status is Status.HANGUP or not buffer:
         return None
-    if status is Status.FINISHED:
-        extension = match_extension(buffer).value
-    else:
-        verdict = extension_on_timeout(buffer)
-        extension = verdict.value if verdict.status is MatchStatus.COMPLETE else None
-    employee_id = call.config.employee_by_extension(extension) if extension else None
+    typed = match_typed_ahead(
+        buffer, extensions=extensions, options=options, timed_out=status is Status.TIMEOUT
+    )
+    if typed.kind is TypedKind.OPTION:
+        call.typed_ahead = typed.value
+        return None
+    employee_id = (
+        call.config.employee_by_extension(typed.value or "")
+        if typed.kind is TypedKind.EXTENSION
+        else None
+    )
     if employee_id is None:
         log.info("call %s: caller dialed unknown extension %r", call.record.id, buffer)
         await call.play_prompt("invalid-extension")
         return None
-    call.step(f"extension:{extension}")
+    call.step(f"extension:{typed.value}")
     return employee_id
 
 

@@ -28,11 +28,12 @@ def digits_done(matcher: Callable[[str], Match]) -> Callable[[str], Status | Non
     return done
 
 
-async def run_menu(call: Call, menu_id: str) -> Action | None:
+async def run_menu(call: Call, menu_id: str, *, typed: str | None = None) -> Action | None:
     """Run a menu until the caller picks an option or fails `retries` times; return the
     action to execute (the option's, or `on_failure`), None when the caller hung up.
     Sub-menus replace the current menu, so a caller may walk between menus indefinitely,
-    but only by choosing."""
+    but only by choosing. `typed`: an option the caller already typed during the
+    greeting, taken without playing the prompt (SPEC section 9)."""
     if not await call.answer():
         return None
     failures = 0
@@ -41,30 +42,20 @@ async def run_menu(call: Call, menu_id: str) -> Action | None:
         if failures >= menu.retries:
             log.info("call %s: menu %s failed %d times", call.record.id, menu_id, failures)
             return menu.on_failure
-        if menu.prompt:
-            result = await call.play(menu.prompt, interrupt_on_digit=True)
-            if result.status is Status.HANGUP:
+        choice: str | None
+        if typed is not None and typed in menu.options:
+            choice, typed = typed, None
+        else:
+            typed = None
+            asked = await _ask(call, menu_id)
+            if asked is None:
                 return None
-        options = list(menu.options)
-        status, buffer = await wait_digits(
-            call.inbox,
-            first_timeout=menu.first_digit_timeout,
-            inter_timeout=menu.inter_digit_timeout,
-            done=digits_done(functools.partial(match_menu, options=options)),
-        )
-        if status is Status.HANGUP:
-            return None
-        choice: str | None = None
-        if status is Status.FINISHED:
-            choice = match_menu(buffer, options).value
-        elif status is Status.TIMEOUT and buffer:
-            verdict = match_on_timeout(buffer, options)
-            choice = verdict.value if verdict.status is MatchStatus.COMPLETE else None
-        if choice is None:
-            failures += 1
-            if buffer:  # pressed something wrong (a silent caller just hears the menu again)
-                await call.play_prompt("ivr-invalid")
-            continue
+            choice, pressed = asked
+            if choice is None:
+                failures += 1
+                if pressed:  # pressed something wrong (a silent caller just hears it again)
+                    await call.play_prompt("ivr-invalid")
+                continue
         action = menu.options[choice]
         call.step(f"ivr:{menu_id}:{choice}")
         match action:
@@ -74,3 +65,28 @@ async def run_menu(call: Call, menu_id: str) -> Action | None:
                 menu_id, failures = next_menu, 0
                 continue
         return action
+
+
+async def _ask(call: Call, menu_id: str) -> tuple[str | None, bool] | None:
+    """The prompt, then the caller's digits: (the option chosen or None, whether anything
+    was pressed); None when the caller hung up."""
+    menu = call.config.ivr_menus[menu_id]
+    if menu.prompt:
+        result = await call.play(menu.prompt, interrupt_on_digit=True)
+        if result.status is Status.HANGUP:
+            return None
+    options = list(menu.options)
+    status, buffer = await wait_digits(
+        call.inbox,
+        first_timeout=menu.first_digit_timeout,
+        inter_timeout=menu.inter_digit_timeout,
+        done=digits_done(functools.partial(match_menu, options=options)),
+    )
+    if status is Status.HANGUP:
+        return None
+    if status is Status.FINISHED:
+        return match_menu(buffer, options).value, True
+    if status is Status.TIMEOUT and buffer:
+        verdict = match_on_timeout(buffer, options)
+        return (verdict.value if verdict.status is MatchStatus.COMPLETE else None), True
+    return None, bool(buffer)
