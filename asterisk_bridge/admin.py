@@ -60,7 +60,10 @@ class EmailError(Exception):
 
 def employee_views(config: Config, store: Store) -> list[dict[str, Any]]:
     states = store.people.workdays()
-    return [_employee_view(config, eid, states.get(eid)) for eid in config.employees]
+    reasons = store.people.workday_reasons()
+    return [
+        _employee_view(config, eid, states.get(eid), reasons.get(eid)) for eid in config.employees
+    ]
 
 
 def set_workday(store: Store, config: Config, employee_id: str, action: str) -> dict[str, Any]:
@@ -74,13 +77,17 @@ def set_workday(store: Store, config: Config, employee_id: str, action: str) -> 
     return _employee_view(config, employee_id, new_state)
 
 
-def _employee_view(config: Config, employee_id: str, state: str | None) -> dict[str, Any]:
+def _employee_view(
+    config: Config, employee_id: str, state: str | None, reason: str | None = None
+) -> dict[str, Any]:
     employee = config.employees[employee_id]
     return {
         "id": employee_id,
         "name": employee.name,
         "extension": employee.extension,
         "workday": state or NOT_STARTED,
+        # "auto": paused by numcfg after unanswered queue calls (auto_pause_after).
+        "reason": reason,
     }
 
 

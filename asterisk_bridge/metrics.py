@@ -65,6 +65,12 @@ class Metrics:
             "1 while the newest config file failed validation (the last good one serves)",
             registry=self.registry,
         )
+        self.auto_pauses = Counter(
+            "numcfg_auto_pauses",
+            "Employees paused by numcfg after auto_pause_after unanswered queue calls",
+            ["queue", "employee"],
+            registry=self.registry,
+        )
         self.crm_failures = Counter(
             "numcfg_crm_failures",
             "CRM calls that failed or timed out",

@@ -13,6 +13,7 @@ from ..ari.errors import AriError
 from ..config.schema import Queue
 from ..policy.queue import may_ring, ring_budget, ring_rounds, workday_of
 from ..policy.route import Outcome
+from ..policy.types import Workday
 from .core.call import Call
 from .core.connect import RingOutcome, ring, ring_many
 from .core.employees import Reach, talk
@@ -28,7 +29,9 @@ RECHECK_SECONDS = 3.0
 ANNOUNCE_INTERVAL_SECONDS = 30.0
 # Positions with a rendered number prompt in every language (sounds/render's
 # POSITION_NUMBERS).
-POSITION_PROMPTS = 30
+POSITION_PROMPTS = 20
+# workdays.reason of an employee numcfg paused (GET /api/employees shows it).
+AUTO_PAUSE = "auto"
 # A ring round shorter than this rang nobody (refused at once): wait before the next.
 MIN_ROUND_SECONDS = 1.0
 # Waits shorter than this are not worth a timer (the next pass would come at once).
@@ -245,17 +248,23 @@ async def _ring_together(
             if outcome is RingOutcome.CALLER_HUNG_UP:
                 return Reach.CALLER_GONE
             if leg is None:
+                if outcome is RingOutcome.NO_ANSWER:
+                    await _rang_out(call, state.queue_id, {member})
                 return Reach.NOT_REACHED
             winner = member
         else:
+            rang_out: set[str] = set()
             winner_leg = await ring_many(
                 call,
                 {m: call.config.employees[m].endpoint for m in claimed},
                 ring_time=ring_time,
+                rang_out=rang_out,
             )
             if winner_leg is None:
+                await _rang_out(call, state.queue_id, rang_out)
                 return Reach.CALLER_GONE if call.hung_up else Reach.NOT_REACHED
             winner, leg = winner_leg
+        call.services.runtime.unanswered.pop(winner, None)
         await _moh(call, False)
         waiter.ringing = False
         if waiter in state.waiters:
@@ -273,3 +282,27 @@ async def _ring_together(
         for member in claimed:
             await call.services.claims.release(member, call.record.id)
         await state.notify()
+
+
+async def _rang_out(call: Call, queue_id: str, members: set[str]) -> None:
+    """Members who let a queue call ring out; `auto_pause_after` in a row pauses one
+    (workday paused, reason auto) until she resumes (SPEC section 9)."""
+    limit = call.config.queues[queue_id].auto_pause_after
+    if limit is None:
+        return
+    streaks = call.services.runtime.unanswered
+    for member in sorted(members):
+        streaks[member] = streaks.get(member, 0) + 1
+        if streaks[member] < limit:
+            continue
+        streaks.pop(member, None)
+        store = call.services.store
+        await call.services.db_or(
+            None, store.people.set_workday, member, Workday.PAUSED, reason=AUTO_PAUSE
+        )
+        call.services.runtime.last_workdays[member] = Workday.PAUSED
+        call.services.metrics.auto_pauses.labels(queue=queue_id, employee=member).inc()
+        call.step(f"auto_pause:{member}")
+        log.info(
+            "call %s: %s paused after %d unanswered queue calls", call.record.id, member, limit
+        )

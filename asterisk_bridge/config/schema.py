@@ -276,6 +276,8 @@ class Queue(_Model):
     max_wait: Seconds = 120
     fallback: Action = _HANGUP
     announce_position: bool = False
+    # Pause a member who lets this many queue calls in a row ring out (SPEC section 9).
+    auto_pause_after: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] | None = None
 
 
 class IvrMenu(_Model):

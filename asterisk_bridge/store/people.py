@@ -21,17 +21,23 @@ class People:
 
     # -- workday ----------------------------------------------------------------------------
 
-    def set_workday(self, employee: str, state: Workday) -> None:
+    def set_workday(self, employee: str, state: Workday, *, reason: str | None = None) -> None:
+        """Set her state; `reason` says why numcfg did it ("auto"), None when she did.
+        Any later change (resume, end) clears the reason."""
         if state not in STORED_WORKDAYS:
             raise ValueError(
                 f"workday state must be one of {sorted(STORED_WORKDAYS)}, not {state!r}"
             )
         stmt = self._db.insert(workdays).values(
-            employee=employee, state=Workday(state).value, changed_at=utc_now()
+            employee=employee, state=Workday(state).value, changed_at=utc_now(), reason=reason
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=[workdays.c.employee],
-            set_={"state": stmt.excluded.state, "changed_at": stmt.excluded.changed_at},
+            set_={
+                "state": stmt.excluded.state,
+                "changed_at": stmt.excluded.changed_at,
+                "reason": stmt.excluded.reason,
+            },
         )
         with self._db.write() as conn:
             conn.execute(stmt)
@@ -42,6 +48,14 @@ class People:
         with self._db.read() as conn:
             state = conn.execute(query).scalar_one_or_none()
         return None if state is None else Workday(state)
+
+    def workday_reasons(self) -> dict[str, str]:
+        """Employees paused by numcfg, with the reason ("auto")."""
+        query = sa.select(workdays.c.employee, workdays.c.reason).where(
+            workdays.c.reason.is_not(None)
+        )
+        with self._db.read() as conn:
+            return {employee: reason for employee, reason in conn.execute(query)}
 
     def workdays(self) -> dict[str, Workday]:
         """Every employee who ever started a workday, with her state."""

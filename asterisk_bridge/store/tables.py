@@ -103,6 +103,9 @@ workdays = sa.Table(
     sa.Column("employee", sa.String, primary_key=True),
     sa.Column("state", sa.String, nullable=False),
     sa.Column("changed_at", UTCDateTime, nullable=False),
+    # Why she is paused when numcfg did it: "auto" (queues.<id>.auto_pause_after); null
+    # when she set it herself. Migration 0006.
+    sa.Column("reason", sa.String, nullable=True),
 )
 
 # The primary key on `employee` is what makes a claim exclusive across nodes: a second

@@ -11,6 +11,7 @@ import wave
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from asterisk_bridge.policy.quota import quota_period
@@ -20,6 +21,8 @@ from .harness import Employee, Harness, calls_done
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 EXT = {"anna": "101", "boris": "102", "chloe": "103"}
+API = "http://127.0.0.1:18090"
+API_AUTH = {"Authorization": "Bearer test-token"}
 
 
 def queue_config(distribution: str = "evenly", **queue: object) -> dict:
@@ -396,3 +399,39 @@ async def test_the_position_is_spoken_in_the_numbers_language(
     await calls_done(app)
     spoken = Path(asterisk_rig) / "usr/share/asterisk/sounds/numcfg/fr/number-1.wav"
     assert spoken.is_file() and spoken.stat().st_size > 2000  # "un", rendered in French
+
+
+async def test_unanswered_queue_calls_pause_the_employee_until_she_resumes(
+    harness: Harness, numcfg
+) -> None:
+    """auto_pause_after: 2 (issue 11): anna lets two queue rings go unanswered, is paused
+    with reason auto, is not rung again, and resuming clears it."""
+    app = await numcfg(
+        queue_config("in_order", ring_time=2, max_wait=12, auto_pause_after=2, members=["anna"])
+    )
+    await all_working(app, "anna")
+    harness.employees["101"] = Employee("ignore")
+    leg = await harness.call("+33185000000")
+    await harness.wait_for(
+        lambda e: len(harness.employee_channels.get("101", [])) >= 2,
+        what="anna to be rung twice",
+    )
+    await asyncio.sleep(5.0)  # a third ring would have come by now
+    assert len(harness.employee_channels["101"]) == 2
+    async with aiohttp.ClientSession(headers=API_AUTH) as http:
+        async with http.get(f"{API}/api/employees") as response:
+            anna = next(e for e in (await response.json())["employees"] if e["id"] == "anna")
+        assert (anna["workday"], anna["reason"]) == ("paused", "auto")
+        async with http.get(f"{API}/metrics") as response:
+            metrics = await response.text()
+        assert 'numcfg_auto_pauses_total{employee="anna",queue="sales"} 1.0' in metrics
+        await harness.hangup(leg)
+        await harness.ended(leg)
+        (call,) = await calls_done(app)
+        assert "auto_pause:anna" in call["route"]
+        url = f"{API}/api/employees/anna/workday"
+        async with http.post(url, json={"state": "working"}) as response:
+            assert response.status == 200
+        async with http.get(f"{API}/api/employees") as response:
+            anna = next(e for e in (await response.json())["employees"] if e["id"] == "anna")
+        assert (anna["workday"], anna["reason"]) == ("working", None)

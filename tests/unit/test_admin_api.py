@@ -71,14 +71,18 @@ def error_code(body: dict[str, Any]) -> str:
 # -- employees ---------------------------------------------------------------------------------
 
 
+ANNA = {"id": "anna", "name": "Anna Martin", "extension": "101"}
+BORIS = {"id": "boris", "name": "Boris Leroy", "extension": "102"}
+
+
 async def test_employees_list_their_workday_or_not_started(client: TestClient, store: Store):
     store.people.set_workday("boris", "paused")
     status, body = await call(client, "GET", "/api/employees")
     assert status == 200
     assert body == {
         "employees": [
-            {"id": "anna", "name": "Anna Martin", "extension": "101", "workday": "not_started"},
-            {"id": "boris", "name": "Boris Leroy", "extension": "102", "workday": "paused"},
+            {**ANNA, "workday": "not_started", "reason": None},
+            {**BORIS, "workday": "paused", "reason": None},
         ]
     }
 

@@ -37,6 +37,8 @@ NAMES = [
     "goodbye",
     "transfer",
 ]
+# sounds/render adds spoken numbers for queue positions in every language.
+NUMBERS = [f"number-{n}" for n in range(1, 21)]
 MOH_FILES = ["00-please-hold.wav", "01-music.wav", "02-please-hold.wav", "03-music.wav"]
 
 needs_tools = pytest.mark.skipif(
@@ -150,7 +152,7 @@ def rendered(tmp_path_factory, fake_music) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("render")
     out, moh_synth, moh_music = base / "build", base / "moh-synth", base / "moh-music"
     first = run_render("--out", out, "--moh-out", moh_synth)
-    assert f"prompts: {len(NAMES) * len(LANGS)} rendered" in first
+    assert f"prompts: {len(NAMES + NUMBERS) * len(LANGS)} rendered" in first
     run_render("--out", out, "--moh-out", moh_music, "--moh-music", fake_music)
     return {"out": out, "moh_synth": moh_synth, "moh_music": moh_music}
 
@@ -160,8 +162,8 @@ def test_render_prompts(rendered):
     out = rendered["out"]
     for lang in LANGS:
         files = sorted(p.name for p in (out / lang).iterdir())
-        assert files == sorted(f"{name}.wav" for name in NAMES), lang
-        for name in NAMES:
+        assert files == sorted(f"{name}.wav" for name in NAMES + NUMBERS), lang
+        for name in NAMES + NUMBERS:
             assert_phone_wav(out / lang / f"{name}.wav")
 
 

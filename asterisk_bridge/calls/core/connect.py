@@ -225,10 +225,11 @@ def leg_ended(event: Event | None, leg_id: str, bridge_id: str) -> bool:
 
 
 async def ring_many(
-    call: Call, endpoints: dict[str, str], *, ring_time: float
+    call: Call, endpoints: dict[str, str], *, ring_time: float, rang_out: set[str] | None = None
 ) -> tuple[str, Leg] | None:
     """Ring several endpoints at once (all_at_once queues): the first to answer wins and
-    the others stop ringing at once. Returns (key, leg) of the winner, or None."""
+    the others stop ringing at once. Returns (key, leg) of the winner, or None; the keys
+    whose phones rang until the end, unanswered, are added to `rang_out`."""
     keys = {call.new_channel_id(): key for key in endpoints}
     legs: dict[str, str] = {}
     with call.inbox.watch(*keys) as events:
@@ -262,6 +263,8 @@ async def ring_many(
     for leg_id in list(legs):
         if leg_id != winner:
             await _drop_leg(call, leg_id)
+            if winner is None and rang_out is not None and not call.hung_up:
+                rang_out.add(legs[leg_id])
     if winner is None:
         return None
     return legs[winner], Leg(winner, endpoints[legs[winner]])

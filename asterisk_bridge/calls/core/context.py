@@ -50,6 +50,8 @@ class Runtime:
     # What the call engine last read from the store, used while it cannot be read.
     last_workdays: dict[str, str] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)
+    # Queue calls each employee let ring out in a row, on this node (auto_pause_after).
+    unanswered: dict[str, int] = field(default_factory=dict)
     # Conversations in progress by call id: where a transfer asked over the API goes.
     conversations: dict[str, Conversation] = field(default_factory=dict)
 
