@@ -4,11 +4,19 @@ warning lines, burying the few that mattered)."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+# The call a log record is about: set by the call's task, inherited by every task it
+# starts (asyncio copies the context), so a record carries it without each message
+# having to repeat it.
+current_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "numcfg_call", default=None
+)
 
 # A fault that repeats (Asterisk down, a CRM timing out) is still visible every window,
 # and a burst costs one line per window instead of one per event.
@@ -49,9 +57,19 @@ class RepeatCollapser(logging.Filter):
         return True
 
 
+class CallField(logging.Filter):
+    """Puts the call id of the running call task on each record (`record.call_id`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "call_id"):
+            record.call_id = current_call.get()
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, for log shippers: time (UTC ISO 8601), level, logger,
-    message, and the exception's text when there is one."""
+    message, the call id as a field when the record is about a call, and the
+    exception's text when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -60,6 +78,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        call_id = getattr(record, "call_id", None)
+        if call_id:
+            entry["call_id"] = call_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -70,5 +91,6 @@ def configure(*, verbose: bool, json_lines: bool = False) -> None:
     collapsed."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(LOG_FORMAT))
+    handler.addFilter(CallField())
     handler.addFilter(RepeatCollapser())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..ari.errors import AriError
 from ..ari.events import Event, StasisStart
+from ..logs import current_call
 from ..policy.types import Direction, Disposition
 from .core.call import Call
 from .core.context import Services
@@ -79,6 +80,7 @@ class Dispatcher:
         self._spawn(self._run(call, flow), channel.id)
 
     async def _run(self, call: Call, flow: Coroutine[Any, Any, None]) -> None:
+        current_call.set(call.record.id)  # this task's context: its log records say so
         try:
             await call.note_progress()
             await flow

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from asterisk_bridge.calls.core import journal as journal_module
@@ -165,3 +167,77 @@ async def test_calls_after_the_store_was_deleted_keep_their_details_across_a_res
     assert "+33612345690" in [c.caller for c in after], (
         f"{calls_on_disk(store_file)} calls on disk after the restart"
     )
+
+
+# -- a read-only and a full store (issue 17's second finding) ---------------------------------
+
+
+@contextlib.contextmanager
+def store_fault(folder: Path, kind: str) -> Iterator[None]:
+    """Make the store's folder read-only (a read-only bind mount: root ignores file
+    modes) or full (a small tmpfs filled up), and put it back afterwards."""
+    if kind == "read_only":
+        subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", str(folder)], check=True)
+        return
+    filler = folder / "filler"
+    with filler.open("wb") as out:  # fill the tmpfs to the last block
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0")
+                out.flush()
+    try:
+        yield
+    finally:
+        filler.unlink()
+
+
+@pytest.fixture
+def store_folder(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    if getattr(request, "param", "") == "full":
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], check=True)
+    yield folder
+    if getattr(request, "param", "") == "full":
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("store_folder", ["read_only", "full"], indirect=True)
+async def test_a_read_only_or_full_store_still_connects_callers_and_loses_no_details(
+    harness: Harness, numcfg, store_folder: Path, request: pytest.FixtureRequest
+) -> None:
+    kind = request.node.callspec.params["store_folder"]
+    config = queue_config()
+    config["store"] = f"sqlite:///{store_folder}/numcfg.sqlite3"
+    app = await numcfg(config)
+    await all_working(app)
+    harness.employees["101"] = Employee("answer", answer_after=0.2, hangup_after=1.0)
+    harness.employees["102"] = Employee("answer", answer_after=0.2, hangup_after=1.0)
+    await answered_call(harness)  # one call before the fault
+    FIGURES.fault(request.node.name)
+    with store_fault(store_folder, kind):
+        await asyncio.gather(*(answered_call(harness, f"+3361234570{i}") for i in range(3)))
+        await wait_until(lambda: not app.services.active, 20, "the calls to end")
+        assert app.journal.degraded is not None  # the details wait in the spool
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer test-token"}) as http:
+            url = "http://127.0.0.1:18090/api/employees/anna/workday"
+            async with http.post(url, json={"state": "paused"}) as response:
+                body = await response.json()
+                assert response.status == 503, body
+                assert body["error"]["code"]
+            async with http.get("http://127.0.0.1:18090/ready") as response:
+                ready = await response.json()
+            assert ready["status"] == "degraded", ready
+    # Writable again: the spooled details are written, none lost, nothing left behind.
+    await wait_until(lambda: app.journal.degraded is None, 30, "the spool to be written")
+    calls = await assert_after_faults(app, harness, test=request.node.name, placed=4)
+    assert {c["disposition"] for c in calls} == {"answered"}

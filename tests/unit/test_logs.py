@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
-from asterisk_bridge.logs import JsonFormatter, RepeatCollapser
+from asterisk_bridge.logs import CallField, JsonFormatter, RepeatCollapser, current_call
 
 
 class Clock:
@@ -45,3 +46,30 @@ def test_json_lines_carry_time_level_logger_and_message() -> None:
     assert entry["level"] == "WARNING" and entry["logger"] == "numcfg.ari"
     assert entry["message"] == "call c1: recording failed"
     assert entry["time"].endswith("+00:00")
+
+
+async def test_records_made_in_a_call_task_carry_its_id_as_a_field() -> None:
+    """Issue 17: the call id as a field, also in the tasks the call starts."""
+    field, formatter = CallField(), JsonFormatter()
+
+    async def a_call(call_id: str) -> list[dict[str, object]]:
+        current_call.set(call_id)
+
+        def logged(msg: str) -> logging.LogRecord:
+            made = record(msg)
+            field.filter(made)  # as a handler does, in the task that logs
+            return made
+
+        async def child() -> logging.LogRecord:
+            await asyncio.sleep(0)  # the other call's task runs in between
+            return logged("recording failed")
+
+        made = [logged("greeting"), await asyncio.create_task(child())]
+        return [json.loads(formatter.format(r)) for r in made]
+
+    first, second = await asyncio.gather(a_call("c1"), a_call("c2"))
+    assert [e["call_id"] for e in first] == ["c1", "c1"]
+    assert [e["call_id"] for e in second] == ["c2", "c2"]
+    outside = record("ARI connected")
+    field.filter(outside)
+    assert "call_id" not in json.loads(formatter.format(outside))
