@@ -172,6 +172,16 @@ class AsteriskSettings(_Model):
     trunk: str = "PJSIP/{number}@provider"  # {number} is replaced by an E.164 number
     workday_codes: WorkdayCodes = WorkdayCodes()
     transfer_codes: TransferCodes = TransferCodes()
+    # The other numcfg of an active pair on this Asterisk (its asterisk.app): calls this
+    # one cannot take (down, draining) go to it before the backup number.
+    partner_app: Ident | None = None
+
+    @model_validator(mode="after")
+    def _partner_is_another_app(self) -> AsteriskSettings:
+        if self.partner_app is not None and self.partner_app == self.app:
+            raise ValueError(f"partner_app: {self.partner_app!r} is this node's own app")
+        return self
+
     # How long a transfer's target rings before the caller goes back (SPEC section 8).
     transfer_ring_time: Seconds = 20
 

@@ -49,6 +49,10 @@ class StoreFileGone(sa.exc.SQLAlchemyError):
     """The SQLite file was deleted while numcfg runs."""
 
 
+class StoreReadOnly(sa.exc.SQLAlchemyError):
+    """The SQLite file or its folder cannot be written (its mode, or a read-only mount)."""
+
+
 # What a locked, read-only, full or unreachable database raises through SQLAlchemy, for
 # callers that must answer for it (the API: 503) without knowing SQL themselves.
 STORE_FAULTS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
@@ -88,6 +92,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         self._same_file()
+        self._writable()
         with self._writer.begin() as conn:
             yield conn
 
@@ -110,6 +115,18 @@ class Database:
             self.engine.dispose()
             self.migrated = _create_schema(self.engine)
             self._file_id = _file_id(self._file)
+
+    def _writable(self) -> None:
+        """A store made read-only while numcfg runs: its pooled connections, opened
+        before, would still write through a read-only mount (or hold a write lock on a
+        file whose mode says no), so the writes would land where nobody expects them or
+        fail late. Checked before each write (one access() call, which sees a read-only
+        mount even as root): a store fault, so the journal spools the details."""
+        if self._file is None:
+            return
+        for path in (self._file, self._file.parent):  # SQLite writes -wal/-journal beside
+            if path.exists() and not os.access(path, os.W_OK):
+                raise StoreReadOnly(f"the store {path} is read-only")
 
     def insert(self, table: sa.Table) -> Any:
         """A dialect INSERT, the only kind with ON CONFLICT (the upserts need it)."""

@@ -182,18 +182,15 @@ def store_fault(folder: Path, kind: str) -> Iterator[None]:
         try:
             yield
         finally:
-            subprocess.run(["umount", str(folder)], check=True)
+            # Lazily: numcfg's pooled connections still hold the store's files open.
+            subprocess.run(["umount", "-l", str(folder)], check=True)
         return
     filler = folder / "filler"
-    with filler.open("wb") as out:  # fill the tmpfs to the last block
-        with contextlib.suppress(OSError):
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        with contextlib.suppress(OSError):
-            while True:
-                out.write(b"\0")
-                out.flush()
+    with filler.open("wb", buffering=0) as out:  # fill the tmpfs to the last byte
+        for size in (65536, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * size)
     try:
         yield
     finally:

@@ -196,7 +196,7 @@ async def test_an_option_typed_during_the_greeting_is_taken_without_the_menu(
     harness: Harness, numcfg, extension_dialing: bool
 ) -> None:
     app = await numcfg(typed_ahead_config(extension_dialing=extension_dialing))
-    harness.employees["101"] = Employee("answer", answer_after=0.2, hangup_after=1.0)
+    harness.employees["102"] = Employee("answer", answer_after=0.2, hangup_after=1.0)
     leg = await harness.call("+33185000000")
     await harness.heard(leg, GREETING)
     await harness.press(leg, "2")  # "2" starts no extension: no need to wait
