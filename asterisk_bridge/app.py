@@ -66,14 +66,15 @@ class App:
         )
         self.store = open_store(config.store)
         self.router = EventRouter(on_unrouted=self._on_unrouted)
+        node = socket.gethostname()
+        journal_node = f"{node}/{config.asterisk.app}"
         self.crm = build_crm(
             config,
             store=self.store,
             metrics=self.metrics,
             config_source=lambda: self.config_holder.current,
+            node=journal_node,
         )
-        node = socket.gethostname()
-        journal_node = f"{node}/{config.asterisk.app}"
         # One spool file per node: two nodes sharing a folder never replay each other's.
         spool = Spool(Path(config.storage.spool) / f"{journal_node.replace('/', '_')}.jsonl")
         self.journal = Journal(store=self.store, spool=spool, node=journal_node)
@@ -278,7 +279,13 @@ class App:
             log.exception("store config watcher stopped")
 
     async def _retry_crm(self) -> None:
+        # Calls the last run registered in the CRM and could not finish there are finished
+        # first (their details were closed by _close_interrupted_calls), then every round.
         while True:
+            try:
+                await self.crm.finish_left_open()
+            except Exception:
+                log.exception("CRM: finishing calls left open failed")
             await asyncio.sleep(CRM_RETRY_SECONDS)
             try:
                 await self.crm.retry_pending()

@@ -25,6 +25,7 @@ from .core.connect import DIAL_GUARD_SECONDS, RingOutcome, await_answer, wait_in
 from .core.context import Services
 from .core.details import CallRecord
 from .core.employees import Reach
+from .features.crm_journal import call_started
 from .inbound.forward import forward
 
 log = logging.getLogger("numcfg.calls")
@@ -129,6 +130,12 @@ async def run_callback(services: Services, job: CallbackJob) -> bool:
             record.disposition = Disposition.MISSED
             return False
         employee = config.employees[employee_id]
+        # In the CRM's journal as a callback (Bitrix24 TYPE 4), the employee's card up.
+        await call_started(
+            call, direction=Direction.CALLBACK, phone=job.phone, employee=employee_id
+        )
+        for observer in services.observers:
+            await observer.ringing(call, [employee_id])
         with call.inbox.watch(leg_id) as leg_events:
             try:
                 # The employee sees the client's number: they know who they are calling back.
@@ -148,6 +155,8 @@ async def run_callback(services: Services, job: CallbackJob) -> bool:
                 call, leg_events, leg_id, CALLBACK_EMPLOYEE_RING_SECONDS + DIAL_GUARD_SECONDS
             )
         if outcome is not RingOutcome.ANSWERED:
+            for observer in services.observers:
+                await observer.not_taken(call, [employee_id])
             record.disposition = Disposition.MISSED
             return False
         call.answered = True
@@ -175,7 +184,7 @@ async def _free_employee(services: Services, config: Any, number: Any) -> str | 
         members = list(config.queues[number.routing.queue].members)
     members += [e for e in config.employees if e not in members]
     busy = await services.claims.busy()
-    workdays = await services.db_or(services.runtime.last_workdays, services.store.people.workdays)
+    workdays = await services.workdays()
     for member in members:
         if may_ring(
             workday=workday_of(workdays.get(member)), on_call=member in busy, skip_absent=True

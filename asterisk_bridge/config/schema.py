@@ -214,6 +214,9 @@ class CrmSettings(_Model):
     secret: str | None = Field(default=None, repr=False)
     # bitrix24: requests are paced client-side to stay inside the portal's limits.
     rate_limit: CrmRateLimit = CrmRateLimit()
+    # bitrix24: whose work day `skip_absent_employees` follows: numcfg's own (CLI, API,
+    # feature codes) or the portal's (timeman: the day opened, paused or closed there).
+    workday: Literal["numcfg", "bitrix24"] = "numcfg"
 
 
 class Employee(_Model):
@@ -221,7 +224,8 @@ class Employee(_Model):
     extension: Extension
     endpoint: str  # dial string of the desk phone, e.g. PJSIP/101
     mobile: E164 | None = None
-    # bitrix24: her Bitrix24 user id, mapping CRM responsibles to her and back.
+    # bitrix24: her Bitrix24 user id, mapping CRM responsibles to her and back. Unset:
+    # the portal user whose inner phone number (UF_PHONE_INNER) is her extension.
     crm_user_id: str | None = None
 
 
@@ -325,6 +329,9 @@ class NumberCrm(_Model):
     lead_source: str = "CALL"
     exceptions: list[E164] = []
     reassign_lead_on_transfer: bool = False
+    # bitrix24: also post each call to the employee's chat (ADD_TO_CHAT); the call card and
+    # the CRM timeline show it either way, so it is off unless wanted.
+    add_to_chat: bool = False
 
 
 class Recording(_Model):

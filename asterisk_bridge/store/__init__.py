@@ -13,6 +13,7 @@ from asterisk_bridge.store.rows import (
     Contact,
     Lead,
     NumberState,
+    OpenCrmCall,
     PendingCrmOp,
 )
 from asterisk_bridge.store.spool import Spool
@@ -30,6 +31,7 @@ __all__ = [
     "ListenLost",
     "NotFoundError",
     "NumberState",
+    "OpenCrmCall",
     "PendingCrmOp",
     "Spool",
     "Store",

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from asterisk_bridge.policy.types import CrmOpStatus
 from asterisk_bridge.store.engine import Database, NotFoundError, instant, new_id, utc_now
-from asterisk_bridge.store.rows import Contact, Lead, PendingCrmOp
-from asterisk_bridge.store.tables import contacts, crm_pending, leads
+from asterisk_bridge.store.rows import Contact, Lead, OpenCrmCall, PendingCrmOp
+from asterisk_bridge.store.tables import contacts, crm_calls, crm_pending, leads
 
 
 class CrmRecords:
@@ -184,6 +184,65 @@ class CrmRecords:
             query = query.where(crm_pending.c.status == CrmOpStatus(status).value)
         with self._db.read() as conn:
             return [_pending(row) for row in conn.execute(query).mappings()]
+
+    # -- calls registered in the CRM's telephony journal, not finished there yet ----------
+
+    def open_call(
+        self, *, call_id: str, remote_id: str, node: str, info: Mapping[str, Any]
+    ) -> None:
+        """Remember the CRM's id of a call just registered (kept until finish_call)."""
+        stmt = self._db.insert(crm_calls).values(
+            call_id=call_id,
+            remote_id=remote_id,
+            node=node,
+            info=dict(info),
+            attempts=0,
+            created_at=utc_now(),
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[crm_calls.c.call_id],
+            set_={"remote_id": stmt.excluded.remote_id, "info": stmt.excluded.info},
+        )
+        with self._db.write() as conn:
+            conn.execute(stmt)
+
+    def update_call_info(self, call_id: str, info: Mapping[str, Any]) -> None:
+        """What finish will need (who was rung, who answered) as the call goes on."""
+        stmt = sa.update(crm_calls).where(crm_calls.c.call_id == call_id).values(info=dict(info))
+        with self._db.write() as conn:
+            conn.execute(stmt)
+
+    def finish_call(self, call_id: str) -> None:
+        """The CRM has the call's end: forget it."""
+        with self._db.write() as conn:
+            conn.execute(sa.delete(crm_calls).where(crm_calls.c.call_id == call_id))
+
+    def count_call_attempt(self, call_id: str) -> None:
+        stmt = (
+            sa.update(crm_calls)
+            .where(crm_calls.c.call_id == call_id)
+            .values(attempts=crm_calls.c.attempts + 1)
+        )
+        with self._db.write() as conn:
+            conn.execute(stmt)
+
+    def open_calls(self, node: str) -> list[OpenCrmCall]:
+        """This node's calls registered in the CRM and not finished there, oldest first."""
+        query = (
+            sa.select(crm_calls).where(crm_calls.c.node == node).order_by(crm_calls.c.created_at)
+        )
+        with self._db.read() as conn:
+            return [
+                OpenCrmCall(
+                    call_id=row["call_id"],
+                    remote_id=row["remote_id"],
+                    node=row["node"],
+                    info=row["info"],
+                    attempts=row["attempts"],
+                    created_at=row["created_at"],
+                )
+                for row in conn.execute(query).mappings()
+            ]
 
 
 def _contact(row: Mapping[str, Any]) -> Contact:

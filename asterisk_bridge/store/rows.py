@@ -185,6 +185,18 @@ class Lead:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OpenCrmCall:
+    """A call registered in the CRM's telephony journal (Bitrix24 CALL_ID), not finished."""
+
+    call_id: str
+    remote_id: str
+    node: str
+    info: Mapping[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PendingCrmOp:
     """A CRM operation that failed during a call, kept for a later retry."""
 

@@ -208,6 +208,22 @@ crm_pending = sa.Table(
     sa.Index("ix_crm_pending_status_due", "status", "due_at"),
 )
 
+# Calls registered in a CRM's telephony journal (Bitrix24 CALL_ID) and not finished there
+# yet. Kept in the store, not in memory only: a node restarted between register and finish
+# still finishes them (with the details the store has), so the portal never shows a call
+# hanging forever. `node` is the journal node that owns the call.
+crm_calls = sa.Table(
+    "crm_calls",
+    metadata,
+    sa.Column("call_id", sa.String, primary_key=True),
+    sa.Column("remote_id", sa.String, nullable=False),
+    sa.Column("node", sa.String, nullable=False),
+    sa.Column("info", _json(), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_crm_calls_node", "node"),
+)
+
 hold_music = sa.Table(
     "hold_music",
     metadata,

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -116,6 +118,35 @@ REFUSALS = {
 }
 
 
+class PortalError(Exception):
+    def __init__(self, code: str, description: str, status: int = 400) -> None:
+        super().__init__(code)
+        self.code = code
+        self.description = description
+        self.status = status
+
+
+def php_parse(query: str) -> dict[str, Any]:
+    """PHP's parse_str: a[b][0]=c into {"a": {"b": {"0": "c"}}}; lists whose keys are
+    0..n-1 become lists."""
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        parts = re.findall(r"[^\[\]]+", key.split("[", 1)[0]) + re.findall(r"\[([^\]]*)\]", key)
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+
+    def lists(value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {k: lists(v) for k, v in value.items()}
+            if value and list(value) == [str(i) for i in range(len(value))]:
+                return list(value.values())
+        return value
+
+    return lists(out)
+
+
 class FakeBitrix:
     """A Bitrix24 portal with a few CRM entities, answering documented shapes.
 
@@ -133,6 +164,15 @@ class FakeBitrix:
         self.throttle_next = 0
         self.throttled = 0  # requests answered QUERY_LIMIT_EXCEEDED so far
         self.refused: dict[str, str] = {}  # method prefix -> error code
+        # Portal users: id -> fields (UF_PHONE_INNER...), and their timeman STATUS.
+        self.users: dict[str, dict[str, Any]] = {}
+        self.timeman: dict[str, str] = {}
+        # The telephony journal as the portal keeps it: CALL_ID -> the call.
+        self.calls: dict[str, dict[str, Any]] = {}
+        # Every card pop-up and close: (CALL_ID, "show" | "hide", user id).
+        self.cards: list[tuple[str, str, str]] = []
+        self.upload_url = ""  # set: attachRecord with FILENAME only offers this URL
+        self.uploads: list[tuple[str, bytes]] = []
 
     def refuse(self, prefix: str, code: str) -> None:
         self.refused[prefix] = code
@@ -152,41 +192,161 @@ class FakeBitrix:
             if seen.method.startswith(prefix):
                 status, description = REFUSALS[code]
                 return bitrix_error(code, description, status=status)
-        params = seen.json
-        match seen.method:
+        if seen.method == "batch":
+            return bitrix_result(self.run_batch(seen.json))
+        if seen.method == "upload":
+            return self.answer_upload(seen)
+        try:
+            return bitrix_result(self.run(seen.method, seen.json))
+        except PortalError as exc:
+            return bitrix_error(exc.code, exc.description, status=exc.status)
+
+    def run_batch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """`batch` as documented: each cmd is "method?query" (PHP's http_build_query),
+        run in order; $result[key][FIELD] reads an earlier command's answer."""
+        results: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for key, command in params["cmd"].items():
+            method, _, query = command.partition("?")
+            args = php_parse(query)
+
+            def resolve(value: Any) -> Any:
+                if isinstance(value, dict):
+                    return {k: resolve(v) for k, v in value.items()}
+                if isinstance(value, str):
+                    found = re.fullmatch(r"\$result\[(\w+)\]\[(\w+)\]", value)
+                    if found:
+                        earlier = results.get(found.group(1)) or {}
+                        return earlier.get(found.group(2)) if isinstance(earlier, dict) else None
+                return value
+
+            try:
+                for prefix, code in self.refused.items():
+                    if method.startswith(prefix):
+                        raise PortalError(code, REFUSALS[code][1], REFUSALS[code][0])
+                results[key] = self.run(method, resolve(args))
+            except PortalError as exc:
+                errors[key] = {"error": exc.code, "error_description": exc.description}
+        return {
+            "result": results or [],
+            "result_error": errors or [],
+            "result_total": [],
+            "result_next": [],
+            "result_time": [],
+        }
+
+    def answer_upload(self, seen: Seen) -> web.Response:
+        self.uploads.append((seen.headers.get("Content-Type", ""), seen.body))
+        return bitrix_result(True)
+
+    def run(self, method: str, params: dict[str, Any]) -> Any:
+        """One REST method: its `result`, or PortalError."""
+        match method:
             case "crm.duplicate.findbycomm":
                 # Nothing found is a PHP empty array: [] rather than {}.
-                return bitrix_result(self.phones.get(params["values"][0], []))
+                return self.phones.get(params["values"][0], [])
             case "crm.contact.get" | "crm.company.get" | "crm.lead.get":
-                kind = seen.method.split(".")[1].upper()
+                kind = method.split(".")[1].upper()
                 found = self.entities.get((kind, int(params["id"])))
                 if found is None:
-                    return bitrix_error("", "Not found")
-                return bitrix_result(found)
+                    raise PortalError("", "Not found")
+                return found
             case "crm.lead.add":
-                self.next_lead += 1
-                fields = params["fields"]
-                self.entities[("LEAD", self.next_lead)] = dict(fields, ID=str(self.next_lead))
-                phone = fields["PHONE"][0]["VALUE"]
-                self.phones.setdefault(phone, {}).setdefault("LEAD", []).append(self.next_lead)
-                return bitrix_result(self.next_lead)
+                return self.add_lead(params["fields"])
             case "crm.lead.update":
-                return bitrix_result(True)
+                lead = self.entities.get(("LEAD", int(params["id"])))
+                if lead is not None:
+                    lead.update(params["fields"])
+                return True
+            case "user.get":
+                start = int(params.get("start", 0))
+                users = [dict(u, ID=uid) for uid, u in sorted(self.users.items())]
+                return users[start : start + 50]
+            case "timeman.status":
+                user = str(params.get("USER_ID", ""))
+                return {"STATUS": self.timeman.get(user, "CLOSED"), "TIME_START": None}
             case "telephony.externalcall.register":
-                return bitrix_result(
-                    {
-                        "CALL_ID": f"externalCall.{params['EXTERNAL_CALL_ID']}",
-                        "CRM_CREATED_LEAD": None,
-                        "CRM_CREATED_ENTITIES": [],
-                        "CRM_ENTITY_TYPE": params.get("CRM_ENTITY_TYPE", ""),
-                        "CRM_ENTITY_ID": params.get("CRM_ENTITY_ID", 0),
-                    }
-                )
+                return self.register(params)
+            case "telephony.externalcall.show" | "telephony.externalcall.hide":
+                if params.get("CALL_ID") not in self.calls:
+                    raise PortalError("ERROR_CALL_NOT_FOUND", "Call not found")
+                users = params["USER_ID"]
+                users = users if isinstance(users, list) else list(users.values())
+                what = method.rsplit(".", 1)[1]
+                for user in users:
+                    self.cards.append((params["CALL_ID"], what, str(user)))
+                return True
             case "telephony.externalcall.finish":
-                return bitrix_result({"CALL_ID": params["CALL_ID"], "ID": 7, "CALL_STATUS": 1})
+                return self.finish(params)
             case "telephony.externalCall.attachRecord":
-                return bitrix_result({"FILE_ID": 9079})
-        return bitrix_error("ERROR_METHOD_NOT_FOUND", "Method not found!", status=404)
+                if "FILE_CONTENT" not in params and self.upload_url:
+                    return {"uploadUrl": self.upload_url, "fieldName": "file"}
+                return {"FILE_ID": 9079}
+        raise PortalError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
+
+    def add_lead(self, fields: dict[str, Any], *, by_call: str | None = None) -> int:
+        self.next_lead += 1
+        lead = dict(fields, ID=str(self.next_lead))
+        if by_call:
+            lead["CREATED_BY_CALL"] = by_call
+        self.entities[("LEAD", self.next_lead)] = lead
+        phone = fields["PHONE"][0]["VALUE"]
+        self.phones.setdefault(phone, {}).setdefault("LEAD", []).append(self.next_lead)
+        return self.next_lead
+
+    def register(self, params: dict[str, Any]) -> dict[str, Any]:
+        """As the docs say: the same CALL_ID for a repeated EXTERNAL_CALL_ID; bound to the
+        given entity, else to what the CRM has for the phone; with CRM_CREATE=1 and an
+        unknown phone, a lead (source CRM_SOURCE, responsible USER_ID)."""
+        call_id = f"externalCall.{params['EXTERNAL_CALL_ID']}"
+        if call_id in self.calls:
+            return {"CALL_ID": call_id, "CRM_CREATED_LEAD": None, "CRM_CREATED_ENTITIES": []}
+        phone = str(params["PHONE_NUMBER"])
+        entity_type = params.get("CRM_ENTITY_TYPE") or ""
+        entity_id = params.get("CRM_ENTITY_ID") or 0
+        known = self.phones.get(phone)
+        if not entity_type and known:
+            for kind in ("CONTACT", "COMPANY", "LEAD"):
+                if known.get(kind):
+                    entity_type, entity_id = kind, known[kind][0]
+                    break
+        created = None
+        if str(params.get("CRM_CREATE", "0")) == "1" and not known:
+            fields = {
+                "TITLE": f"{phone} - Incoming call",
+                "PHONE": [{"VALUE": phone, "VALUE_TYPE": "WORK"}],
+                "SOURCE_ID": params.get("CRM_SOURCE") or "CALL",
+                "ASSIGNED_BY_ID": str(params.get("USER_ID")),
+            }
+            created = self.add_lead(fields, by_call=call_id)
+            entity_type, entity_id = "LEAD", created
+        self.calls[call_id] = dict(params, CRM_ENTITY_TYPE=entity_type, CRM_ENTITY_ID=entity_id)
+        if str(params.get("SHOW", "1")) == "1":
+            self.cards.append((call_id, "show", str(params.get("USER_ID"))))
+        return {
+            "CALL_ID": call_id,
+            "CRM_CREATED_LEAD": created,
+            "CRM_CREATED_ENTITIES": (
+                [{"ENTITY_TYPE": "LEAD", "ENTITY_ID": created}] if created else []
+            ),
+            "CRM_ENTITY_TYPE": entity_type,
+            "CRM_ENTITY_ID": entity_id,
+        }
+
+    def finish(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Ends the call; USER_ID becomes the responsible of a lead register created."""
+        call = self.calls.get(params["CALL_ID"])
+        if call is None:
+            raise PortalError("ERROR_CALL_NOT_FOUND", "Call not found")
+        call["FINISHED"] = dict(params)
+        for lead in self.entities.values():
+            if lead.get("CREATED_BY_CALL") == params["CALL_ID"]:
+                lead["ASSIGNED_BY_ID"] = str(params["USER_ID"])
+        return {"CALL_ID": params["CALL_ID"], "ID": 7, "CALL_STATUS": 1}
+
+    def lead_of_phone(self, phone: str) -> list[dict[str, Any]]:
+        ids = (self.phones.get(phone) or {}).get("LEAD", [])
+        return [self.entities[("LEAD", i)] for i in ids]
 
 
 def write_config(tmp_path: Path, *, crm: str = "", employee_extra: str = "") -> Path:

@@ -1,0 +1,44 @@
+"""crm_calls: calls registered in Bitrix24 (their CALL_ID) and not finished there yet, so
+a restart between register and finish still finishes them.
+
+Revision ID: 0005_bitrix
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0005_bitrix"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def _when() -> sa.DateTime:
+    # Stored as tables.UTCDateTime stores it; a migration freezes the DDL, not the decorator.
+    return sa.DateTime(timezone=True)
+
+
+def _json() -> sa.types.TypeEngine:
+    return sa.JSON(none_as_null=True).with_variant(
+        postgresql.JSONB(none_as_null=True), "postgresql"
+    )
+
+
+def upgrade() -> None:
+    op.create_table(
+        "crm_calls",
+        sa.Column("call_id", sa.String(), nullable=False),
+        sa.Column("remote_id", sa.String(), nullable=False),
+        sa.Column("node", sa.String(), nullable=False),
+        sa.Column("info", _json(), nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("created_at", _when(), nullable=False),
+        sa.PrimaryKeyConstraint("call_id"),
+    )
+    op.create_index("ix_crm_calls_node", "crm_calls", ["node"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_crm_calls_node", table_name="crm_calls")
+    op.drop_table("crm_calls")
