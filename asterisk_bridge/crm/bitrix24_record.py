@@ -45,11 +45,12 @@ async def upload_recording(rest: Rest, remote_id: str, path: Path, upload: Uploa
         return
     content = await asyncio.to_thread(path.read_bytes)
     name = path.name
-    if len(content) > INLINE_MAX_BYTES and path.suffix.lower() == ".wav":
+    large = len(content) > INLINE_MAX_BYTES
+    if large and path.suffix.lower() == ".wav":
         mp3 = await asyncio.to_thread(to_mp3, content)
         if mp3 is not None:
             content, name = mp3, path.with_suffix(".mp3").name
-    if len(content) > INLINE_MAX_BYTES and upload is not None:
+    if large and upload is not None:
         offer = await rest(ATTACH, {"CALL_ID": remote_id, "FILENAME": name})
         if isinstance(offer, dict) and offer.get("uploadUrl"):
             field = str(offer.get("fieldName") or "file")

@@ -105,6 +105,7 @@ class CrmService:
         self._entities: dict[str, CrmEntity] = {}
         # Per call, with a telephony journal (Bitrix24): what the journal events need.
         self._journaled: dict[str, _Journaled] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self.telephony: TelephonyJournal | None = (
             backend if getattr(backend, "telephony", False) else None  # type: ignore[assignment]
         )
@@ -415,7 +416,10 @@ class CrmService:
             if not state.created.done():
                 state.created.set_result(field_)
             if field_ is not None and state.saved is not None and state.saved.get("crm") is None:
-                await self._attach_lead(call.call_id, field_)
+                # Beside the chain: finish must not wait for the details' save.
+                attach = asyncio.create_task(self._attach_lead(call.call_id, field_))
+                self._side_tasks.add(attach)
+                attach.add_done_callback(self._side_tasks.discard)
 
         self._enqueue_job(call, job)
 
@@ -532,7 +536,7 @@ class CrmService:
 
     async def drain(self, timeout: float = CLOSE_DRAIN_S) -> None:
         """Wait for journal events in flight; cancel what is still running after `timeout`."""
-        pending = list(self._chains.values())
+        pending = list(self._chains.values()) + list(self._side_tasks)
         if not pending:
             return
         _done, still = await asyncio.wait(pending, timeout=timeout)
