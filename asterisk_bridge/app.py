@@ -279,6 +279,9 @@ class App:
             log.exception("store config watcher stopped")
 
     async def _retry_crm(self) -> None:
+        # The portal's work days (crm.workday: bitrix24) are read now, not at the first
+        # call: a call never waits for them, so the first one would otherwise go without.
+        self.crm.portal_workdays()
         # Calls the last run registered in the CRM and could not finish there are finished
         # first (their details were closed by _close_interrupted_calls), then every round.
         while True:
