@@ -22,6 +22,7 @@ from .ari.events import USED_EVENT_TYPES, Event, StreamResumed
 from .ari.router import EventRouter
 from .ari.stream import EventStream
 from .calls.callback import callback_worker
+from .calls.clicktocall import click_to_call
 from .calls.core.claims import claims_for
 from .calls.core.context import Services
 from .calls.core.journal import Journal
@@ -282,6 +283,7 @@ class App:
         # The portal's work days (crm.workday: bitrix24) are read now, not at the first
         # call: a call never waits for them, so the first one would otherwise go without.
         self.crm.portal_workdays()
+        await self.set_up_portal()
         # Calls the last run registered in the CRM and could not finish there are finished
         # first (their details were closed by _close_interrupted_calls), then every round.
         while True:
@@ -294,6 +296,40 @@ class App:
                 await self.crm.retry_pending()
             except Exception:
                 log.exception("CRM retry failed")
+
+    async def set_up_portal(self) -> None:
+        """A Bitrix24 local application: numcfg's numbers as the portal's external lines,
+        and click-to-call bound to crm.handler_url (once installed; again at each start)."""
+        settings = self.config_holder.current.crm
+        if settings.backend != "bitrix24" or settings.auth != "app":
+            return
+        lines = {n.number: n.name or n.number for n in self.config_holder.current.numbers.values()}
+        await self.crm.set_up_portal(lines, settings.handler_url)
+
+    def click_to_call(
+        self, *, employee_id: str, phone: str, line: str | None, remote_id: str
+    ) -> None:
+        """Start a click-to-call (the CRM's OnExternalCallStart) beside the calls in
+        progress; the drain waits for it like for any call."""
+        key = f"click:{remote_id}"
+        if key in self.services.active or self.services.draining:
+            return
+
+        async def run() -> None:
+            try:
+                await click_to_call(
+                    self.services,
+                    employee_id=employee_id,
+                    phone=phone,
+                    line=line,
+                    remote_id=remote_id,
+                )
+            except Exception:
+                log.exception("click-to-call %s failed", remote_id)
+            finally:
+                self.services.active.pop(key, None)
+
+        self.services.active[key] = asyncio.create_task(run(), name=key)
 
     async def _prepare_hold_music(self) -> None:
         """Convert configured hold-music files and (re)write the MOH classes Asterisk

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..store import STORE_FAULTS
 from . import (
+    routes_bitrix24,
     routes_callbacks,
     routes_calls,
     routes_crm,
@@ -38,6 +39,7 @@ def _route_modules() -> list[Any]:
         routes_callbacks,
         routes_crm,
         routes_holdmusic,
+        routes_bitrix24,
     ]
 
 

@@ -217,6 +217,19 @@ class CrmSettings(_Model):
     # bitrix24: whose work day `skip_absent_employees` follows: numcfg's own (CLI, API,
     # feature codes) or the portal's (timeman: the day opened, paused or closed there).
     workday: Literal["numcfg", "bitrix24"] = "numcfg"
+    # bitrix24: `webhook` (url is an inbound webhook) or `app`, a local application: url is
+    # the portal (https://yourcompany.bitrix24.com), OAuth tokens are kept in the store and
+    # refreshed, and click-to-call (OnExternalCallStart) reaches numcfg at handler_url.
+    auth: Literal["webhook", "app"] = "webhook"
+    client_id: str | None = None
+    client_secret: str | None = Field(default=None, repr=False)
+    oauth_url: HttpUrl = "https://oauth.bitrix.info/oauth/token/"
+    # The public URL of numcfg's /bitrix24/events (behind your reverse proxy), which the
+    # local application's install and events are sent to.
+    handler_url: HttpUrl | None = None
+    # The portal user calls nobody was rung for are registered in (default: the
+    # webhook's own user; with `app`, the user who installed it).
+    default_user_id: str | None = None
 
 
 class Employee(_Model):

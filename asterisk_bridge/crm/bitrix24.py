@@ -37,6 +37,7 @@ from .base import (
     LeadResult,
 )
 from .bitrix24_journal import CallJournal
+from .bitrix24_oauth import AppAuth
 from .bitrix24_users import PortalUsers, PortalWorkdays
 from .http import JsonClient, dumps
 from .ratelimit import Backoff, TokenBucket, current_budget
@@ -125,20 +126,26 @@ class Bitrix24Crm:
         store: Store | None = None,
         node: str = "",
         portal_workday: bool = False,
+        app_auth: AppAuth | None = None,
+        default_user_id: str | None = None,
     ) -> None:
         """`employees` is read at each use, so a config reload changes the user mapping.
         `rate_limit` paces requests (default: the cloud plans' 2/s, bursts of 50).
         `store` keeps registered calls' CALL_IDs (for `node`) until they are finished.
-        `portal_workday`: skip_absent_employees follows the portal's timeman."""
+        `portal_workday`: skip_absent_employees follows the portal's timeman.
+        `app_auth`: a local application's OAuth tokens instead of a webhook URL."""
         self._base = url if url.endswith("/") else url + "/"
+        self.app_auth = app_auth
+        self._last_token: str | None = None
         self._http = JsonClient(timeout=timeout)
         self._employees = employees
         self.rate_limit = rate_limit or TokenBucket(
             per_second=DEFAULT_PER_SECOND, burst=DEFAULT_BURST
         )
         self._backoff = backoff or Backoff()
-        # The webhook's owner (/rest/<user>/<code>/) registers calls nobody was rung for.
-        self.default_user_id = _webhook_user(self._base)
+        # Who registers calls nobody was rung for: as configured, else the webhook's owner
+        # (/rest/<user>/<code>/), else the user who installed the local application.
+        self._default_user_id = default_user_id or (None if app_auth else _webhook_user(self._base))
         self.users = PortalUsers(rest=self.call, employees=employees)
         self.workdays = (
             PortalWorkdays(batch=self.batch, users=self.users, employees=employees)
@@ -155,6 +162,12 @@ class Bitrix24Crm:
             upload=self._upload,
         )
 
+    @property
+    def default_user_id(self) -> str | None:
+        if self._default_user_id is not None:
+            return self._default_user_id
+        return None if self.app_auth is None else self.app_auth.user_id
+
     # -- REST ------------------------------------------------------------------------------
 
     async def call(
@@ -168,13 +181,18 @@ class Bitrix24Crm:
         budget = current_budget()
         deadline = None if budget is None else budget.deadline
         urgent = budget is not None and budget.urgent
-        body = dumps(params)
         retry = 0
+        refreshed = False
         while True:
             await self.rate_limit.acquire(deadline=deadline, urgent=urgent)
             try:
-                return await self._call_once(method, body, timeout)
+                return await self._call_once(method, params, timeout)
             except CrmError as exc:
+                if exc.problem == "expired_token" and self.app_auth and not refreshed:
+                    # The access token lapsed (an hour); refreshed once, then retried.
+                    refreshed = True
+                    await self.app_auth.refresh(self._last_token)
+                    continue
                 if exc.reason != REASON_RATE_LIMITED:
                     raise
                 log.debug("%s: %s; retrying", method, exc)
@@ -207,9 +225,18 @@ class Bitrix24Crm:
                 raise _command_error(commands[key][0], errors[key])
         return {key: value for key, value in results.items() if key not in errors}
 
-    async def _call_once(self, method: str, body: bytes, timeout: float | None) -> Any:
+    async def _call_once(
+        self, method: str, params: Mapping[str, Any], timeout: float | None
+    ) -> Any:
+        url = self._base + method
+        if self.app_auth is not None:
+            endpoint, token = await self.app_auth.credentials()
+            self._last_token = token
+            url = endpoint + method
+            params = {**params, "auth": token}
+        body = dumps(params)
         try:
-            status, answer = await self._http.post(self._base + method, body, timeout=timeout)
+            status, answer = await self._http.post(url, body, timeout=timeout)
         except CrmError as exc:
             # A 503 or a non-JSON 401/403 arrives as an error; it may still mean "slow
             # down" or "refused" rather than "down".
@@ -358,6 +385,36 @@ class Bitrix24Crm:
     async def finish_left_open(self) -> int:
         return await self.journal.finish_left_open()
 
+    async def adopt(self, call: CallInfo, remote_id: str) -> None:
+        """A call the portal registered itself (click-to-call): only finish is left."""
+        await self.journal.adopt(call, remote_id)
+
+    # -- the local application -------------------------------------------------------------
+
+    async def install(self, auth: Mapping[str, Any]) -> None:
+        if self.app_auth is None:
+            raise CrmError(REASON_REFUSED, "crm.auth is not app: no install expected")
+        await self.app_auth.install(auth)
+
+    async def is_portal_event(self, auth: Mapping[str, Any]) -> bool:
+        return self.app_auth is not None and await self.app_auth.is_portal_event(auth)
+
+    async def set_up_portal(self, lines: Mapping[str, str], handler_url: str | None) -> None:
+        """Register numcfg's numbers as the portal's external lines (the number picked for
+        click-to-call, shown in call cards) and bind OnExternalCallStart to handler_url,
+        in one batch. A line or binding the portal has already is no error."""
+        commands: dict[str, tuple[str, Mapping[str, Any]]] = {
+            f"line{index}": ("telephony.externalLine.add", {"NUMBER": number, "NAME": name})
+            for index, (number, name) in enumerate(lines.items())
+        }
+        if handler_url:
+            commands["bind"] = (
+                "event.bind",
+                {"event": "OnExternalCallStart", "handler": handler_url},
+            )
+        if commands:
+            await self.batch(dict(list(commands.items())[:BATCH_MAX]))
+
     def portal_workdays(self) -> dict[str, str] | None:
         """Employees' work days per the portal (crm.workday: bitrix24), from the last read
         (a new one starts in the background when it is old); None when not followed."""
@@ -365,6 +422,8 @@ class Bitrix24Crm:
 
     async def close(self) -> None:
         await self._http.close()
+        if self.app_auth is not None:
+            await self.app_auth.close()
 
     # -- user mapping ----------------------------------------------------------------------
 

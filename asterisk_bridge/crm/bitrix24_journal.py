@@ -156,6 +156,12 @@ class CallJournal:
         # answered) becomes its responsible, as the portal does for leads it created.
         return CrmEntity(kind="lead", id=str(created), name=None, responsible=None)
 
+    async def adopt(self, call: CallInfo, remote_id: str) -> None:
+        """A call the portal registered (OnExternalCallStart gives its CALL_ID)."""
+        self.remote[call.call_id] = remote_id
+        self._rung[call.call_id] = []
+        await self._save(call, remote_id)
+
     async def show(self, call: CallInfo, employees: list[str]) -> None:
         remote_id = self.remote.get(call.call_id)
         users = await self._users.users_of(employees)

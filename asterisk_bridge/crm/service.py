@@ -39,6 +39,7 @@ from .base import (
     TelephonyJournal,
 )
 from .bitrix24 import Bitrix24Crm
+from .bitrix24_oauth import AppAuth
 from .builtin import BuiltinCrm
 from .ratelimit import TokenBucket, request_budget
 from .rules import is_exception, region_of, to_e164, wants_lead
@@ -354,6 +355,56 @@ class CrmService:
             lambda: self.backend.call_started(call, create_crm=create_crm, entity=entity),
             self._journal_budget(),
         )
+
+    async def notify_adopted(self, call: CallInfo, remote_id: str) -> None:
+        """A call the CRM registered itself (Bitrix24 click-to-call): its journal goes on
+        from that CALL_ID, without a register of numcfg's."""
+        adopt = getattr(self.backend, "adopt", None)
+        if adopt is None:
+            return
+        self._journaled.setdefault(call.call_id, _Journaled())
+        self._enqueue(call, "call_started", lambda: adopt(call, remote_id), self._journal_budget())
+
+    async def install_app(self, auth: Mapping[str, Any]) -> bool:
+        """The CRM's local application was installed (Bitrix24 ONAPPINSTALL): keep its
+        tokens, then register the lines and events. False when refused."""
+        install = getattr(self.backend, "install", None)
+        if install is None:
+            return False
+        ok, _ = await self._attempt("install", lambda: install(auth), budget=self.timeout * 4)
+        return ok
+
+    async def employee_of_user(self, user_id: Any) -> str | None:
+        """The employee a CRM user is (Bitrix24: crm_user_id or inner number), or None."""
+        users = getattr(self.backend, "users", None)
+        if users is None:
+            return None
+        try:
+            return await users.employee_of(user_id)
+        except Exception:
+            log.exception("CRM user %r not matched to an employee", user_id)
+            return None
+
+    async def is_portal_event(self, auth: Mapping[str, Any]) -> bool:
+        check = getattr(self.backend, "is_portal_event", None)
+        if check is None:
+            return False
+        try:
+            return bool(await check(auth))
+        except Exception:
+            log.exception("CRM event not checked")
+            return False
+
+    async def set_up_portal(self, lines: Mapping[str, str], handler_url: str | None) -> None:
+        """External lines and event bindings in the CRM (Bitrix24 local application)."""
+        set_up = getattr(self.backend, "set_up_portal", None)
+        if set_up is not None:
+            await self._attempt(
+                "set_up_portal",
+                lambda: set_up(lines, handler_url),
+                budget=self._journal_budget(),
+                urgent=False,
+            )
 
     async def notify_ringing(self, call: CallInfo, employees: list[str]) -> None:
         """These employees' phones ring for the call now; returns at once."""
@@ -671,6 +722,18 @@ def build_crm(
     if settings.backend == "bitrix24":
         if not settings.url:
             raise ValueError("crm backend bitrix24 needs crm.url")
+        app_auth = None
+        if settings.auth == "app":
+            if not settings.client_id or not settings.client_secret:
+                raise ValueError("crm auth app needs crm.client_id and crm.client_secret")
+            app_auth = AppAuth(
+                portal_url=settings.url,
+                client_id=settings.client_id,
+                client_secret=settings.client_secret,
+                oauth_url=settings.oauth_url,
+                store=store,
+                timeout=settings.timeout,
+            )
         backend = Bitrix24Crm(
             url=settings.url,
             timeout=settings.timeout,
@@ -681,6 +744,8 @@ def build_crm(
             store=store,
             node=node,
             portal_workday=settings.workday == "bitrix24",
+            app_auth=app_auth,
+            default_user_id=settings.default_user_id,
         )
     elif settings.backend == "webhook":
         if not settings.url:

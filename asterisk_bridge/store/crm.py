@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from asterisk_bridge.policy.types import CrmOpStatus
 from asterisk_bridge.store.engine import Database, NotFoundError, instant, new_id, utc_now
-from asterisk_bridge.store.rows import Contact, Lead, OpenCrmCall, PendingCrmOp
-from asterisk_bridge.store.tables import contacts, crm_calls, crm_pending, leads
+from asterisk_bridge.store.rows import Contact, CrmTokens, Lead, OpenCrmCall, PendingCrmOp
+from asterisk_bridge.store.tables import contacts, crm_calls, crm_pending, crm_tokens, leads
 
 
 class CrmRecords:
@@ -243,6 +243,39 @@ class CrmRecords:
                 )
                 for row in conn.execute(query).mappings()
             ]
+
+    # -- a local application's OAuth tokens ------------------------------------------------
+
+    def tokens(self, portal: str) -> CrmTokens | None:
+        query = sa.select(crm_tokens).where(crm_tokens.c.portal == portal)
+        with self._db.read() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        return CrmTokens(
+            portal=row["portal"],
+            access_token=row["access_token"],
+            refresh_token=row["refresh_token"],
+            expires_at=row["expires_at"],
+            endpoint=row["endpoint"],
+            application_token=row["application_token"],
+            user_id=row["user_id"],
+        )
+
+    def save_tokens(self, tokens: CrmTokens) -> None:
+        values = {
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "expires_at": instant("expires_at", tokens.expires_at),
+            "endpoint": tokens.endpoint,
+            "application_token": tokens.application_token,
+            "user_id": tokens.user_id,
+            "updated_at": utc_now(),
+        }
+        stmt = self._db.insert(crm_tokens).values(portal=tokens.portal, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=[crm_tokens.c.portal], set_=values)
+        with self._db.write() as conn:
+            conn.execute(stmt)
 
 
 def _contact(row: Mapping[str, Any]) -> Contact:

@@ -224,6 +224,22 @@ crm_calls = sa.Table(
     sa.Index("ix_crm_calls_node", "node"),
 )
 
+# OAuth tokens of a CRM's local application (Bitrix24 crm.auth: app), one row per portal:
+# in the store, so every node shares the one refresh token the portal honours (a refresh
+# invalidates the previous token) and a restart needs no new install.
+crm_tokens = sa.Table(
+    "crm_tokens",
+    metadata,
+    sa.Column("portal", sa.String, primary_key=True),
+    sa.Column("access_token", sa.String, nullable=False),
+    sa.Column("refresh_token", sa.String, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("endpoint", sa.String, nullable=False),
+    sa.Column("application_token", sa.String, nullable=True),
+    sa.Column("user_id", sa.String, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 hold_music = sa.Table(
     "hold_music",
     metadata,

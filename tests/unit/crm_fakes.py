@@ -28,6 +28,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: dict[str, str] = field(default_factory=dict)
 
     @property
     def json(self) -> Any:
@@ -51,7 +52,9 @@ class FakeServer:
 
     async def start(self) -> FakeServer:
         async def handle(request: web.Request) -> web.StreamResponse:
-            seen = Seen(request.path, dict(request.headers), await request.read())
+            seen = Seen(
+                request.path, dict(request.headers), await request.read(), dict(request.query)
+            )
             self.requests.append(seen)
             result = self.answer(seen)
             if asyncio.iscoroutine(result):
@@ -60,6 +63,7 @@ class FakeServer:
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("POST", "/{tail:.*}", handle)
+        app.router.add_route("GET", "/{tail:.*}", handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -156,6 +160,7 @@ class FakeBitrix:
     """
 
     def __init__(self, *, limit: LeakyBucket | None = None) -> None:
+        self.url = ""  # the server's base URL, once started (for client_endpoint)
         self.phones: dict[str, dict[str, list[int]]] = {}
         self.entities: dict[tuple[str, int], dict[str, Any]] = {}
         self.next_lead = 100
@@ -173,6 +178,15 @@ class FakeBitrix:
         self.cards: list[tuple[str, str, str]] = []
         self.upload_url = ""  # set: attachRecord with FILENAME only offers this URL
         self.uploads: list[tuple[str, bytes]] = []
+        # The local application (OAuth): oauth.bitrix.info's side and the portal's.
+        self.client_id = "local.app.1"
+        self.client_secret = "app-secret"
+        self.application_token = "app-token-1"
+        self.refresh_tokens: set[str] = set()  # good for one refresh each
+        self.access_tokens: set[str] = set()
+        self.expired: set[str] = set()
+        self.grants = 0
+        self._issued = 0
 
     def refuse(self, prefix: str, code: str) -> None:
         self.refused[prefix] = code
@@ -192,6 +206,15 @@ class FakeBitrix:
             if seen.method.startswith(prefix):
                 status, description = REFUSALS[code]
                 return bitrix_error(code, description, status=status)
+        if seen.path.startswith("/oauth/token"):
+            return self.answer_oauth(seen)
+        if seen.path.startswith("/rest/") and not seen.path.startswith("/rest/1/"):
+            # The application's endpoint (/rest/<method>): the access token in `auth`.
+            token = (seen.json or {}).get("auth") if seen.body else None
+            if token in self.expired:
+                return bitrix_error("expired_token", "The access token provided has expired.", 401)
+            if token not in self.access_tokens:
+                return bitrix_error("invalid_token", "The access token provided is invalid.", 401)
         if seen.method == "batch":
             return bitrix_result(self.run_batch(seen.json))
         if seen.method == "upload":
@@ -233,6 +256,81 @@ class FakeBitrix:
             "result_total": [],
             "result_next": [],
             "result_time": [],
+        }
+
+    def issue_tokens(self) -> dict[str, Any]:
+        """What oauth.bitrix.info answers a good grant (and an install carries)."""
+        self._issued += 1
+        access, refresh = f"access-{self._issued}", f"refresh-{self._issued}"
+        self.access_tokens.add(access)
+        self.refresh_tokens.add(refresh)
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": 3600,
+            "client_endpoint": f"{self.url}/rest/",
+            "domain": "127.0.0.1",
+            "member_id": "m1",
+            "scope": "crm,telephony,user,timeman",
+            "status": "L",
+        }
+
+    def answer_oauth(self, seen: Seen) -> web.Response:
+        query = seen.query
+        good = (
+            query.get("grant_type") == "refresh_token"
+            and query.get("client_id") == self.client_id
+            and query.get("client_secret") == self.client_secret
+            and query.get("refresh_token") in self.refresh_tokens
+        )
+        if not good:
+            return web.json_response(
+                {"error": "invalid_grant", "error_description": "Invalid grant"}, status=400
+            )
+        self.refresh_tokens.discard(query["refresh_token"])
+        self.grants += 1
+        return web.json_response(self.issue_tokens())
+
+    def expire_access_tokens(self) -> None:
+        self.expired |= self.access_tokens
+        self.access_tokens.clear()
+
+    def install_form(self) -> dict[str, str]:
+        """ONAPPINSTALL as the portal POSTs it to the application's handler."""
+        tokens = self.issue_tokens()
+        return {
+            "event": "ONAPPINSTALL",
+            "data[VERSION]": "1",
+            "auth[access_token]": tokens["access_token"],
+            "auth[refresh_token]": tokens["refresh_token"],
+            "auth[expires_in]": "3600",
+            "auth[domain]": "127.0.0.1",
+            "auth[client_endpoint]": tokens["client_endpoint"],
+            "auth[member_id]": "m1",
+            "auth[application_token]": self.application_token,
+            "auth[user_id]": "1",
+        }
+
+    def call_start_form(self, *, user_id: str, phone: str, line: str) -> dict[str, str]:
+        """ONEXTERNALCALLSTART for a click on `phone` in a CRM card: the portal registers
+        the call first (an outgoing one, in the user's name) and sends its CALL_ID."""
+        self._issued += 1
+        call_id = f"externalCall.click{self._issued}"
+        self.calls[call_id] = {"USER_ID": user_id, "PHONE_NUMBER": phone, "TYPE": 1}
+        return {
+            "event": "ONEXTERNALCALLSTART",
+            "data[PHONE_NUMBER]": phone,
+            "data[PHONE_NUMBER_INTERNATIONAL]": phone,
+            "data[USER_ID]": user_id,
+            "data[LINE_NUMBER]": line,
+            "data[CALL_ID]": call_id,
+            "data[CRM_ENTITY_TYPE]": "CONTACT",
+            "data[CRM_ENTITY_ID]": "7",
+            "data[IS_MOBILE]": "0",
+            "ts": str(int(time.time())),
+            "auth[domain]": "127.0.0.1",
+            "auth[member_id]": "m1",
+            "auth[application_token]": self.application_token,
         }
 
     def answer_upload(self, seen: Seen) -> web.Response:

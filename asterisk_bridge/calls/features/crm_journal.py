@@ -47,6 +47,15 @@ async def call_started(
     call.before_details(_wait(lead))
 
 
+async def call_adopted(call: Call, *, phone: str, employee: str, remote_id: str) -> None:
+    """A call the CRM registered itself (click-to-call): its journal goes on from there."""
+    crm = call.services.crm
+    if crm is None:
+        return
+    call.crm_info = call_info(call, direction="outgoing", phone=phone, employee=employee)
+    await crm.notify_adopted(call.crm_info, remote_id)
+
+
 async def _wait(task: asyncio.Future[Any]) -> None:
     await asyncio.wait([task])
 

@@ -33,9 +33,10 @@ async def forward(
     step: str,
     ring_time: float = FORWARD_RING_SECONDS,
     employee_id: str | None = None,
+    caller_id: str | None = None,
 ) -> Reach:
-    """Ring an external number (`employee_id`'s mobile, if hers); refused (NOT_REACHED)
-    outside the allowlist."""
+    """Ring an external number (`employee_id`'s mobile, if hers) showing `caller_id`
+    (default: forward_caller_id); refused (NOT_REACHED) outside the allowlist."""
     # Checked at load time too; checked again here against the config the call started
     # with AND the current one: an allowlist narrowed by a reload applies at once, even
     # to calls already in progress, and callback phones come from requests.
@@ -50,7 +51,7 @@ async def forward(
     for observer in call.services.observers:
         await observer.forwarding(call, employee_id)
     outcome, leg = await ring(
-        call, endpoint, ring_time=ring_time, caller_id=forward_caller_id(call)
+        call, endpoint, ring_time=ring_time, caller_id=caller_id or forward_caller_id(call)
     )
     if outcome is RingOutcome.CALLER_HUNG_UP:
         return Reach.CALLER_GONE

@@ -1,5 +1,6 @@
 """crm_calls: calls registered in Bitrix24 (their CALL_ID) and not finished there yet, so
-a restart between register and finish still finishes them.
+a restart between register and finish still finishes them; crm_tokens: the OAuth tokens
+of the Bitrix24 local application (crm.auth: app).
 
 Revision ID: 0005_bitrix
 """
@@ -37,8 +38,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("call_id"),
     )
     op.create_index("ix_crm_calls_node", "crm_calls", ["node"], unique=False)
+    op.create_table(
+        "crm_tokens",
+        sa.Column("portal", sa.String(), nullable=False),
+        sa.Column("access_token", sa.String(), nullable=False),
+        sa.Column("refresh_token", sa.String(), nullable=False),
+        sa.Column("expires_at", _when(), nullable=False),
+        sa.Column("endpoint", sa.String(), nullable=False),
+        sa.Column("application_token", sa.String(), nullable=True),
+        sa.Column("user_id", sa.String(), nullable=True),
+        sa.Column("updated_at", _when(), nullable=False),
+        sa.PrimaryKeyConstraint("portal"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("crm_tokens")
     op.drop_index("ix_crm_calls_node", table_name="crm_calls")
     op.drop_table("crm_calls")
