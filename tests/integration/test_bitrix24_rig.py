@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -190,3 +191,49 @@ async def test_a_restart_between_register_and_finish_still_sends_finish(
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 20)
         store.close()
+
+
+async def test_click_to_call_rings_the_employee_then_the_client(
+    harness: Harness, numcfg, portal
+) -> None:
+    """A local application installed through /bitrix24/events; a click on a phone number
+    in the CRM (OnExternalCallStart) rings anna's phone, then the client through the trunk
+    showing the number's E.164, and the call the portal registered is finished."""
+    fake, server = portal
+    fake.url = server.url
+    settings = config(server, members=["anna"])
+    settings["crm"] = {
+        "backend": "bitrix24",
+        "auth": "app",
+        "url": server.url,
+        "oauth_url": f"{server.url}/oauth/token/",
+        "client_id": fake.client_id,
+        "client_secret": fake.client_secret,
+        "timeout": 2.0,
+    }
+    settings["numbers"]["paris"]["outbound"] = {"selectable": True}
+    app = await numcfg(settings)
+    await working(app, "anna")
+    harness.employees["101"] = Employee("answer", answer_after=0.2)
+    harness.trunk_hangup_after = 1.0
+    events = "http://127.0.0.1:18090/bitrix24/events"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(events, data=fake.install_form()) as resp:
+            assert resp.status == 200
+        click = fake.call_start_form(user_id=ANNA, phone="0612345678", line="+33185000000")
+        async with http.post(events, data=click) as resp:
+            assert resp.status == 200
+    employee = await harness.employee_rung("101", timeout=15)
+    trunk = await harness.trunk_rung("+33612345678", timeout=15)
+    assert harness.events.index(employee) < harness.events.index(trunk)
+    assert trunk["channel"]["caller"]["number"] == "+33185000000"
+    remote = click["data[CALL_ID]"]
+    await settled(lambda: "FINISHED" in fake.calls[remote], timeout=20, what="finish")
+    (call,) = await calls_done(app)
+    assert call["direction"] == "outgoing"
+    assert call["employee"] == "anna"
+    assert call["route"] == ["employee:anna", "forward:+33612345678"]
+    finished = fake.calls[remote]["FINISHED"]
+    assert (finished["USER_ID"], finished["STATUS_CODE"]) == (ANNA, "200")
+    assert "telephony.externalcall.register" not in server.methods()  # the portal's call
+    harness.trunk_hangup_after = None
