@@ -64,8 +64,8 @@ REFUSALS: dict[str, tuple[str, str]] = {
     "WRONG_AUTH_TYPE": (
         "wrong_auth_type",
         "the portal refuses {method} through an inbound webhook (WRONG_AUTH_TYPE): on this "
-        "portal the call journal needs a local application, which numcfg does not offer "
-        "yet; lookups and leads still work",
+        "portal the call journal needs a local application (crm.auth: app, see "
+        "asterisk_bridge/crm/README.md); lookups and leads still work",
     ),
     "INSUFFICIENT_SCOPE": (
         "insufficient_scope",
