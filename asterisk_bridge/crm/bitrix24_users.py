@@ -166,6 +166,9 @@ class PortalWorkdays:
         self._states: dict[str, str] = {}
         self._read_at: float | None = None
         self._refresh: asyncio.Task[None] | None = None
+        # Said once while it lasts (a missing timeman scope would otherwise be a warning
+        # every 30 s), and once when it is over.
+        self._failing: str | None = None
 
     def states(self) -> dict[str, str]:
         """{employee: working|paused|ended} for the employees the portal answered for;
@@ -206,10 +209,15 @@ class PortalWorkdays:
                     if state is not None:
                         states[employee_id] = state
         except CrmError as exc:
-            log.warning("portal work days not read (%s); the last ones stay", exc)
+            if self._failing != str(exc):
+                log.warning("portal work days not read (%s); the last ones stay", exc)
+            self._failing = str(exc)
             return
         except Exception:
             log.exception("portal work days not read")
             return
+        if self._failing is not None:
+            log.info("portal work days read again")
+            self._failing = None
         self._states = states
         self._read_at = time.monotonic()

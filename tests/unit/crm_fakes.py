@@ -236,11 +236,17 @@ class FakeBitrix:
             def resolve(value: Any) -> Any:
                 if isinstance(value, dict):
                     return {k: resolve(v) for k, v in value.items()}
-                if isinstance(value, str):
-                    found = re.fullmatch(r"\$result\[(\w+)\]\[(\w+)\]", value)
-                    if found:
-                        earlier = results.get(found.group(1)) or {}
-                        return earlier.get(found.group(2)) if isinstance(earlier, dict) else None
+                if isinstance(value, str) and value.startswith("$result["):
+                    # $result[key][FIELD][0]...: a path into an earlier command's answer.
+                    node: Any = results
+                    for part in re.findall(r"\[(\w+)\]", value):
+                        if isinstance(node, dict):
+                            node = node.get(part)
+                        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                            node = node[int(part)]
+                        else:
+                            node = None
+                    return node
                 return value
 
             try:
@@ -345,6 +351,8 @@ class FakeBitrix:
                 return self.phones.get(params["values"][0], [])
             case "crm.contact.get" | "crm.company.get" | "crm.lead.get":
                 kind = method.split(".")[1].upper()
+                if not str(params.get("id") or "").isdigit():
+                    raise PortalError("", "ID is not defined or invalid.")
                 found = self.entities.get((kind, int(params["id"])))
                 if found is None:
                     raise PortalError("", "Not found")

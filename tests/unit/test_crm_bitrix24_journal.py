@@ -217,6 +217,25 @@ async def test_a_second_round_of_ringing_shows_the_card_to_the_next_member(porta
     assert finished["FAILED_REASON"] == "nobody answered"
 
 
+async def test_a_register_refused_inside_the_batch_is_the_problem_ready_shows(
+    portal, tmp_path, store
+):
+    """The portal takes the batch but refuses register in it (WRONG_AUTH_TYPE through a
+    webhook): the problem, with what to fix, not a failure per call."""
+    fake, server = portal
+    fake.refuse("telephony", "WRONG_AUTH_TYPE")
+    crm = service(tmp_path, server, store)
+    call = info()
+    await crm.notify_started(call)
+    await crm.notify_ringing(call, ["anna"])
+    await finish(crm, call)
+    await crm.close()
+    assert server.methods() == ["batch"]  # finish of a call never registered: not sent
+    assert crm.problem is not None and "WRONG_AUTH_TYPE" in crm.problem
+    assert "crm.auth: app" in crm.problem
+    assert list(crm.problems) == ["call_started"]
+
+
 # -- call types, failure reasons, chat --------------------------------------------------
 
 

@@ -81,3 +81,22 @@ async def test_a_refused_webhook_makes_ready_say_what_to_fix(
             ready = await resp.json()
     assert resp.status == 503 and ready["status"] == "degraded"
     assert any(reason.startswith("CRM refuses numcfg:") for reason in ready["reasons"])
+
+
+async def test_a_lead_numcfg_makes_gets_the_employee_who_answers_as_its_responsible(
+    start_engine_app: StartEngine,
+) -> None:
+    """The builtin CRM makes the lead when the call starts, before anyone answered; the
+    employee who takes the call becomes its responsible (reassign_lead_on_transfer off)."""
+    engine = await start_engine_app({"numbers": {"paris": {"crm": {"create_lead": "incoming"}}}})
+    engine.working("anna")
+    caller = await engine.incoming()
+    leg = await engine.next_leg()
+    await engine.answer_leg(leg)
+    await engine.wait_bridged(caller, leg)
+    await engine.hangup(caller)
+    (call,) = await engine.calls_done()
+    (lead,) = engine.app.store.crm.leads()
+    assert call["crm"] == {"entity": "lead", "id": lead.id, "created": True}
+    assert lead.responsible == "anna"
+    await engine.assert_idle()
