@@ -13,6 +13,7 @@ import uuid
 
 from ..ari.inbox import new_id
 from ..config.schema import Config
+from ..crm import CallInfo
 from ..policy.numbers import (
     allowed_external,
     employee_may_use,
@@ -53,11 +54,17 @@ async def click_to_call(
     number_id = number_for_click(config, employee_id, line)
     if number_id is None:
         log.warning("click-to-call: no number %s may call out on (line %r)", employee_id, line)
+        await _refused(
+            services, employee_id=employee_id, phone=phone, line=line, remote_id=remote_id
+        )
         return False
     number = config.numbers[number_id]
     destination = normalize_destination(phone, region_of_number(number.number) or "FR")
     if destination is None or not allowed_external(destination, config.account.external_allowlist):
         log.warning("click-to-call: %r is not an allowed external number", phone)
+        await _refused(
+            services, employee_id=employee_id, phone=phone, line=line, remote_id=remote_id
+        )
         return False
     record = CallRecord(
         id=uuid.uuid4().hex,
@@ -77,4 +84,27 @@ async def click_to_call(
         announce=None,
         what=f"click-to-call {remote_id}",
         caller_id=number.number,
+    )
+
+
+async def _refused(
+    services: Services, *, employee_id: str, phone: str, line: str | None, remote_id: str
+) -> None:
+    """The portal registered the call before asking: a call numcfg will not place is
+    finished there as failed, so it does not hang in the employee's journal."""
+    crm = services.crm
+    if crm is None:
+        return
+    info = CallInfo(
+        call_id=uuid.uuid4().hex,
+        number_id="",
+        line_number=line or "",
+        direction="outgoing",
+        phone=phone,
+        employee=employee_id,
+        started_at=services.clock(),
+    )
+    await crm.notify_adopted(info, remote_id)
+    await crm.notify_finished(
+        info, duration=0, disposition="failed", rating=None, recording_path=None
     )

@@ -236,6 +236,22 @@ async def test_a_register_refused_inside_the_batch_is_the_problem_ready_shows(
     assert list(crm.problems) == ["call_started"]
 
 
+async def test_a_call_the_portal_registered_is_only_finished(portal, tmp_path, store):
+    """Click-to-call: the portal registered the call (OnExternalCallStart's CALL_ID)."""
+    fake, server = portal
+    fake.calls["externalCall.click"] = {"USER_ID": "17", "PHONE_NUMBER": CLIENT, "TYPE": 1}
+    crm = service(tmp_path, server, store)
+    call = info(direction="outgoing", employee="anna")
+    await crm.notify_adopted(call, "externalCall.click")
+    await crm.notify_answered(call, "anna")
+    await finish(crm, call, "failed")
+    await crm.close()
+    assert server.methods() == ["telephony.externalcall.finish"]
+    finished = fake.calls["externalCall.click"]["FINISHED"]
+    assert (finished["USER_ID"], finished["STATUS_CODE"]) == ("17", "OTHER")
+    assert finished["FAILED_REASON"].startswith("the call could not be put through")
+
+
 # -- call types, failure reasons, chat --------------------------------------------------
 
 
