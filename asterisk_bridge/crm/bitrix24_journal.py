@@ -77,8 +77,10 @@ class CallJournal:
         self._default_user = default_user
         self._store = store
         self._node = node
-        # numcfg call id -> Bitrix24 CALL_ID, and what finish needs.
+        # numcfg call id -> Bitrix24 CALL_ID, and what finish needs: the call as registered
+        # (its employee: the first one rung), who was shown the card, who answered.
         self.remote: dict[str, str] = {}
+        self._registered: dict[str, CallInfo] = {}
         self._rung: dict[str, list[str]] = {}
         self._answered_by: dict[str, str] = {}
         # Calls whose register failed: CrmService logged that failure already (or, for a
@@ -140,6 +142,7 @@ class CallJournal:
             raise CrmError(REASON_BAD_RESPONSE, "telephony.externalcall.register: no CALL_ID")
         remote_id = str(result["CALL_ID"])
         self.remote[call.call_id] = remote_id
+        self._registered[call.call_id] = call
         self._rung[call.call_id] = [e for e in show if self._users.user_for(e)]
         self._unregistered.discard(call.call_id)
         await self._save(call, remote_id)
@@ -159,6 +162,7 @@ class CallJournal:
     async def adopt(self, call: CallInfo, remote_id: str) -> None:
         """A call the portal registered (OnExternalCallStart gives its CALL_ID)."""
         self.remote[call.call_id] = remote_id
+        self._registered[call.call_id] = call
         self._rung[call.call_id] = []
         await self._save(call, remote_id)
 
@@ -200,6 +204,7 @@ class CallJournal:
         remote_id = self.remote.pop(call.call_id, None)
         answered = self._answered_by.pop(call.call_id, None)
         rung = self._rung.pop(call.call_id, [])
+        call = self._registered.pop(call.call_id, call)
         failed_register = call.call_id in self._unregistered
         self._unregistered.discard(call.call_id)
         if remote_id is None:
@@ -259,6 +264,7 @@ class CallJournal:
     async def _save(self, call: CallInfo, remote_id: str) -> None:
         if self._store is None:
             return
+        call = self._registered.get(call.call_id, call)
         info = {
             "call": call.as_json(),
             "rung": self._rung.get(call.call_id, []),

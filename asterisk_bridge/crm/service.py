@@ -347,12 +347,7 @@ class CrmService:
         if self.telephony is not None:
             state = self._journaled.setdefault(call.call_id, _Journaled())
             state.entity = entity
-            if call.direction == "incoming" and call.employee is None:
-                # Registered when it first rings someone (or is forwarded, or ends): the
-                # card then pops up for exactly the phones that ring, with the right TYPE.
-                state.deferred = call
-                return
-            self._register(call, state, show=[], redirected=False)
+            self._started(call, state)
             return
         self._enqueue(
             call,
@@ -411,12 +406,34 @@ class CrmService:
                 urgent=False,
             )
 
+    def _started(self, call: CallInfo, state: _Journaled) -> None:
+        """The call's start reaches the telephony journal. An incoming call nobody rang yet
+        waits for its first ring (or forward, or end): the card then pops up for exactly
+        the phones that ring, and it gets the right TYPE. What happened while its lead was
+        looked up (a phone already ringing) is caught up now."""
+        incoming = call.direction == "incoming" and call.employee is None
+        if not incoming:
+            self._register(call, state, show=list(state.ringing), redirected=False)
+        elif state.forwarded_first is not None:
+            employee = state.forwarded_first[0]
+            self._register(
+                dataclasses.replace(call, employee=employee), state, show=[], redirected=True
+            )
+        elif state.rung:
+            first = dataclasses.replace(call, employee=state.rung[0])
+            self._register(first, state, show=list(state.ringing), redirected=False)
+        else:
+            state.deferred = call
+
     async def notify_ringing(self, call: CallInfo, employees: list[str]) -> None:
         """These employees' phones ring for the call now; returns at once."""
         if self.telephony is None or not employees:
             return
         state = self._journaled.setdefault(call.call_id, _Journaled())
         state.rung.extend(e for e in employees if e not in state.rung)
+        state.ringing.extend(e for e in employees if e not in state.ringing)
+        if not state.registered and state.deferred is None:
+            return  # before notify_started: _started shows them the card
         if state.deferred is not None:
             first = dataclasses.replace(state.deferred, employee=employees[0])
             state.deferred = None
@@ -432,8 +449,11 @@ class CrmService:
         if self.telephony is None or not employees:
             return
         state = self._journaled.get(call.call_id)
-        if state is None or state.deferred is not None:
-            return  # never registered, so no card was shown
+        if state is None:
+            return
+        state.ringing = [e for e in state.ringing if e not in employees]
+        if not state.registered:
+            return  # not registered (yet): no card was shown, none will be for them
         telephony = self.telephony
         self._enqueue(
             call, "call_hide", lambda: telephony.hide(call, list(employees)), self._journal_budget()
@@ -444,8 +464,12 @@ class CrmService:
         employee's phone rang: registered as an incoming call with redirection (TYPE 3)."""
         if self.telephony is None:
             return
-        state = self._journaled.get(call.call_id)
-        if state is None or state.deferred is None:
+        state = self._journaled.setdefault(call.call_id, _Journaled())
+        if not state.registered and state.deferred is None:
+            if not state.rung and state.forwarded_first is None:
+                state.forwarded_first = (employee,)
+            return
+        if state.deferred is None:
             return
         first = dataclasses.replace(state.deferred, employee=employee)
         state.deferred = None
@@ -456,6 +480,7 @@ class CrmService:
     ) -> None:
         telephony = self.telephony
         assert telephony is not None
+        state.registered = True
         source = state.lead[1] if state.lead is not None else None
 
         async def job() -> None:
@@ -680,8 +705,11 @@ class _Journaled:
     lookup: asyncio.Future[CrmEntity | None] | None = None  # the call's one look-up
     entity: CrmEntity | None = None  # what the call is registered bound to
     lead: tuple[str, str] | None = None  # (phone, source): the CRM makes the lead
-    deferred: CallInfo | None = None  # an incoming call not registered yet
+    deferred: CallInfo | None = None  # an incoming call waiting for its first ring
+    registered: bool = False  # register is sent (or on its way)
     rung: list[str] = field(default_factory=list)  # employees whose phones rang, in order
+    ringing: list[str] = field(default_factory=list)  # those ringing now
+    forwarded_first: tuple[str | None] | None = None  # forwarded before any ring (whose)
     answered_by: str | None = None
     register_failed: bool = False
     saved: dict[str, Any] | None = None  # the details as saved, once the call ended

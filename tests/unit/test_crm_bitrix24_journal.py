@@ -197,6 +197,41 @@ async def test_the_card_shows_for_exactly_the_ringing_employees_and_hides_for_th
     ]
 
 
+async def test_a_phone_ringing_before_the_look_up_ended_still_gets_the_card(
+    portal, tmp_path, store
+):
+    """The queue may ring anna while the call's look-up (which comes before the call is
+    reported started) is still on its way: she gets the card all the same."""
+    fake, server = portal
+    crm = service(tmp_path, server, store)
+    call = info()
+    await crm.notify_ringing(call, ["anna"])  # before notify_started
+    await crm.notify_answered(call, "anna")
+    await crm.notify_started(call)
+    await finish(crm, call)
+    await crm.close()
+    assert fake.cards == [("externalCall.c1", "show", "17")]
+    (registered,) = register_params(fake)
+    assert str(registered["USER_ID"]) == "17"
+
+
+async def test_a_phone_that_stopped_ringing_before_the_look_up_ended_gets_no_card(
+    portal, tmp_path, store
+):
+    fake, server = portal
+    crm = service(tmp_path, server, store)
+    call = info()
+    await crm.notify_ringing(call, ["anna"])
+    await crm.notify_not_taken(call, ["anna"])
+    await crm.notify_started(call)
+    await finish(crm, call, "missed")
+    await crm.close()
+    assert fake.cards == []
+    (registered,) = register_params(fake)
+    assert str(registered["USER_ID"]) == "17"  # still the first one rung
+    assert fake.calls["externalCall.c1"]["FINISHED"]["USER_ID"] == "17"
+
+
 async def test_a_second_round_of_ringing_shows_the_card_to_the_next_member(portal, tmp_path, store):
     fake, server = portal
     fake.users["42"] = {"UF_PHONE_INNER": "102"}
