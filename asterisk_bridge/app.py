@@ -22,6 +22,7 @@ from .ari.events import USED_EVENT_TYPES, Event, StreamResumed
 from .ari.router import EventRouter
 from .ari.stream import EventStream
 from .calls.callback import callback_worker
+from .calls.clicktocall import click_to_call
 from .calls.core.claims import claims_for
 from .calls.core.context import Services
 from .calls.core.journal import Journal
@@ -67,14 +68,15 @@ class App:
         )
         self.store = open_store(config.store)
         self.router = EventRouter(on_unrouted=self._on_unrouted)
+        node = socket.gethostname()
+        journal_node = f"{node}/{config.asterisk.app}"
         self.crm = build_crm(
             config,
             store=self.store,
             metrics=self.metrics,
             config_source=lambda: self.config_holder.current,
+            node=journal_node,
         )
-        node = socket.gethostname()
-        journal_node = f"{node}/{config.asterisk.app}"
         # One spool file per node: two nodes sharing a folder never replay each other's.
         spool = Spool(Path(config.storage.spool) / f"{journal_node.replace('/', '_')}.jsonl")
         self.journal = Journal(store=self.store, spool=spool, node=journal_node)
@@ -289,12 +291,56 @@ class App:
             log.exception("store config watcher stopped")
 
     async def _retry_crm(self) -> None:
+        # The portal's work days (crm.workday: bitrix24) are read now, not at the first
+        # call: a call never waits for them, so the first one would otherwise go without.
+        self.crm.portal_workdays()
+        await self.set_up_portal()
+        # Calls the last run registered in the CRM and could not finish there are finished
+        # first (their details were closed by _close_interrupted_calls), then every round.
         while True:
+            try:
+                await self.crm.finish_left_open()
+            except Exception:
+                log.exception("CRM: finishing calls left open failed")
             await asyncio.sleep(CRM_RETRY_SECONDS)
             try:
                 await self.crm.retry_pending()
             except Exception:
                 log.exception("CRM retry failed")
+
+    async def set_up_portal(self) -> None:
+        """A Bitrix24 local application: numcfg's numbers as the portal's external lines,
+        and click-to-call bound to crm.handler_url (once installed; again at each start)."""
+        settings = self.config_holder.current.crm
+        if settings.backend != "bitrix24" or settings.auth != "app":
+            return
+        lines = {n.number: n.name or n.number for n in self.config_holder.current.numbers.values()}
+        await self.crm.set_up_portal(lines, settings.handler_url)
+
+    def click_to_call(
+        self, *, employee_id: str, phone: str, line: str | None, remote_id: str
+    ) -> None:
+        """Start a click-to-call (the CRM's OnExternalCallStart) beside the calls in
+        progress; the drain waits for it like for any call."""
+        key = f"click:{remote_id}"
+        if key in self.services.active or self.services.draining:
+            return
+
+        async def run() -> None:
+            try:
+                await click_to_call(
+                    self.services,
+                    employee_id=employee_id,
+                    phone=phone,
+                    line=line,
+                    remote_id=remote_id,
+                )
+            except Exception:
+                log.exception("click-to-call %s failed", remote_id)
+            finally:
+                self.services.active.pop(key, None)
+
+        self.services.active[key] = asyncio.create_task(run(), name=key)
 
     async def _prepare_hold_music(self) -> None:
         """Convert configured hold-music files and (re)write the MOH classes Asterisk

@@ -13,6 +13,7 @@ from aiohttp import web
 from ..console.server import mount_console
 from ..store import STORE_FAULTS
 from . import (
+    routes_bitrix24,
     routes_callbacks,
     routes_calls,
     routes_crm,
@@ -41,6 +42,7 @@ def _route_modules() -> list[Any]:
         routes_crm,
         routes_holdmusic,
         routes_transfer,
+        routes_bitrix24,
     ]
 
 

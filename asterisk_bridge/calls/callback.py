@@ -25,6 +25,7 @@ from .core.connect import DIAL_GUARD_SECONDS, RingOutcome, await_answer, wait_in
 from .core.context import Services
 from .core.details import CallRecord
 from .core.employees import Reach
+from .features.crm_journal import call_started
 from .inbound.forward import forward
 
 log = logging.getLogger("numcfg.calls")
@@ -121,41 +122,68 @@ async def run_callback(services: Services, job: CallbackJob) -> bool:
         callee=job.phone,
     )
     call = Call(services=services, channel_id=leg_id, record=record, config=config)
+    # In the CRM's journal as a callback (Bitrix24 TYPE 4), the employee's card up.
+    await call_started(call, direction=Direction.CALLBACK, phone=job.phone, employee=employee_id)
+    return await employee_then_client(
+        services, call, employee_id, job.phone, announce="transfer", what=f"callback {job.id}"
+    )
+
+
+async def employee_then_client(
+    services: Services,
+    call: Call,
+    employee_id: str,
+    phone: str,
+    *,
+    announce: str | None,
+    what: str,
+    caller_id: str | None = None,
+) -> bool:
+    """Ring the employee's phone (showing the client's number); once she answers, the
+    client through the trunk, and bridge them. True when they talked. Callbacks and
+    click-to-call alike; cleans the call up."""
     services.metrics.call_started()
+    record = call.record
+    leg_id = call.channel_id
     await call.note_progress()
     claimed = await services.claims.claim(employee_id, record.id)
     try:
         if not claimed:
             record.disposition = Disposition.MISSED
             return False
-        employee = config.employees[employee_id]
+        employee = call.config.employees[employee_id]
+        for observer in services.observers:
+            await observer.ringing(call, [employee_id])
         with call.inbox.watch(leg_id) as leg_events:
             try:
-                # The employee sees the client's number: they know who they are calling back.
+                # The employee sees the client's number: they know who they are calling.
                 await services.client.create_channel(
                     endpoint=employee.endpoint,
                     channel_id=leg_id,
                     app_args="callback",
-                    caller_id=job.phone,
+                    caller_id=phone,
                 )
                 await wait_in_stasis(call, leg_events, leg_id)
                 await services.client.dial(leg_id, timeout=CALLBACK_EMPLOYEE_RING_SECONDS)
             except AriError as exc:
-                log.warning("callback %s: cannot ring %s: %s", job.id, employee_id, exc)
+                log.warning("%s: cannot ring %s: %s", what, employee_id, exc)
                 record.disposition = Disposition.FAILED
                 return False
             outcome = await await_answer(
                 call, leg_events, leg_id, CALLBACK_EMPLOYEE_RING_SECONDS + DIAL_GUARD_SECONDS
             )
         if outcome is not RingOutcome.ANSWERED:
+            for observer in services.observers:
+                await observer.not_taken(call, [employee_id])
             record.disposition = Disposition.MISSED
             return False
         call.answered = True
         record.employee = employee_id
         call.step(f"employee:{employee_id}")
-        await call.play_prompt("transfer")
+        if announce:
+            await call.play_prompt(announce)
         await call.recorder.plan()
-        reach = await forward(call, job.phone, step=f"forward:{job.phone}")
+        reach = await forward(call, phone, step=f"forward:{phone}", caller_id=caller_id)
         if reach is Reach.TALKED:
             record.employee = employee_id
             record.disposition = Disposition.ANSWERED
@@ -175,7 +203,7 @@ async def _free_employee(services: Services, config: Any, number: Any) -> str | 
         members = list(config.queues[number.routing.queue].members)
     members += [e for e in config.employees if e not in members]
     busy = await services.claims.busy()
-    workdays = await services.db_or(services.runtime.last_workdays, services.store.people.workdays)
+    workdays = await services.workdays()
     for member in members:
         if may_ring(
             workday=workday_of(workdays.get(member)), on_call=member in busy, skip_absent=True

@@ -176,13 +176,10 @@ async def _moh(call: Call, on: bool) -> bool:
 
 async def _available_members(call: Call, members: list[str], skip_absent: bool) -> list[str]:
     """Members who may ring now: working (when absent ones are skipped) and not on a call."""
-    store = call.services.store
     busy = await call.services.claims.busy()
-    runtime = call.services.runtime
     workdays: dict[str, str] = {}
     if skip_absent:
-        workdays = await call.services.db_or(runtime.last_workdays, store.people.workdays)
-        runtime.last_workdays = dict(workdays)
+        workdays = await call.services.workdays()
     return [
         m
         for m in members
@@ -234,6 +231,10 @@ async def _ring_together(
         return Reach.NOT_REACHED
     waiter.ringing = True
     await state.notify()
+    winner: str | None = None
+    ringing = list(claimed)
+    for observer in call.services.observers:
+        await observer.ringing(call, ringing)
     try:
         if len(claimed) == 1:
             member = claimed[0]
@@ -265,6 +266,9 @@ async def _ring_together(
                 return Reach.CALLER_GONE if call.hung_up else Reach.NOT_REACHED
             winner, leg = winner_leg
         call.services.runtime.unanswered.pop(winner, None)
+        # The others' cards close as soon as one answers, not when the talk is over.
+        await _not_taken(call, ringing, winner)
+        ringing = []
         await _moh(call, False)
         waiter.ringing = False
         if waiter in state.waiters:
@@ -282,6 +286,7 @@ async def _ring_together(
         for member in claimed:
             await call.services.claims.release(member, call.record.id)
         await state.notify()
+        await _not_taken(call, ringing, winner)
 
 
 async def _rang_out(call: Call, queue_id: str, members: set[str]) -> None:
@@ -306,3 +311,10 @@ async def _rang_out(call: Call, queue_id: str, members: set[str]) -> None:
         log.info(
             "call %s: %s paused after %d unanswered queue calls", call.record.id, member, limit
         )
+
+
+async def _not_taken(call: Call, ringing: list[str], winner: str | None) -> None:
+    not_taken = [m for m in ringing if m != winner]
+    if not_taken:
+        for observer in call.services.observers:
+            await observer.not_taken(call, not_taken)

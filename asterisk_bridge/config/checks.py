@@ -262,6 +262,12 @@ def _check_asterisk(config: Config) -> Iterator[Finding]:
         seen.setdefault(code, name)
     if config.crm.backend != "builtin" and not config.crm.url:
         yield ("crm", "url"), f"crm backend {config.crm.backend} needs a url"
+    if config.crm.auth == "app":
+        if config.crm.backend != "bitrix24":
+            yield ("crm", "auth"), "auth: app is the Bitrix24 local application mode"
+        for key in ("client_id", "client_secret"):
+            if not getattr(config.crm, key):
+                yield ("crm", key), f"auth: app needs the local application's {key}"
 
 
 def _check_transcription(config: Config) -> Iterator[Finding]:

@@ -245,6 +245,22 @@ class CrmSettings(_Model):
     secret: str | None = Field(default=None, repr=False)
     # bitrix24: requests are paced client-side to stay inside the portal's limits.
     rate_limit: CrmRateLimit = CrmRateLimit()
+    # bitrix24: whose work day `skip_absent_employees` follows: numcfg's own (CLI, API,
+    # feature codes) or the portal's (timeman: the day opened, paused or closed there).
+    workday: Literal["numcfg", "bitrix24"] = "numcfg"
+    # bitrix24: `webhook` (url is an inbound webhook) or `app`, a local application: url is
+    # the portal (https://yourcompany.bitrix24.com), OAuth tokens are kept in the store and
+    # refreshed, and click-to-call (OnExternalCallStart) reaches numcfg at handler_url.
+    auth: Literal["webhook", "app"] = "webhook"
+    client_id: str | None = None
+    client_secret: str | None = Field(default=None, repr=False)
+    oauth_url: HttpUrl = "https://oauth.bitrix.info/oauth/token/"
+    # The public URL of numcfg's /bitrix24/events (behind your reverse proxy), which the
+    # local application's install and events are sent to.
+    handler_url: HttpUrl | None = None
+    # The portal user calls nobody was rung for are registered in (default: the
+    # webhook's own user; with `app`, the user who installed it).
+    default_user_id: str | None = None
 
 
 Language = Annotated[str, Field(pattern=r"^[a-z]{2}$")]  # ISO 639-1, as STT servers take it
@@ -275,7 +291,8 @@ class Employee(_Model):
     extension: Extension
     endpoint: str  # dial string of the desk phone, e.g. PJSIP/101
     mobile: E164 | None = None
-    # bitrix24: her Bitrix24 user id, mapping CRM responsibles to her and back.
+    # bitrix24: her Bitrix24 user id, mapping CRM responsibles to her and back. Unset:
+    # the portal user whose inner phone number (UF_PHONE_INNER) is her extension.
     crm_user_id: str | None = None
 
 
@@ -381,6 +398,9 @@ class NumberCrm(_Model):
     lead_source: str = "CALL"
     exceptions: list[E164] = []
     reassign_lead_on_transfer: bool = False
+    # bitrix24: also post each call to the employee's chat (ADD_TO_CHAT); the call card and
+    # the CRM timeline show it either way, so it is off unless wanted.
+    add_to_chat: bool = False
 
 
 class Recording(_Model):

@@ -89,6 +89,8 @@ class CallInfo:
     phone: str  # the client's E.164
     employee: str | None
     started_at: datetime
+    # The number's crm.add_to_chat: Bitrix24 also posts the call to the employee's chat.
+    add_to_chat: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,7 @@ class CallInfo:
             "phone": self.phone,
             "employee": self.employee,
             "started_at": self.started_at.isoformat(),
+            "add_to_chat": self.add_to_chat,
         }
 
     @classmethod
@@ -111,6 +114,7 @@ class CallInfo:
             phone=data["phone"],
             employee=data.get("employee"),
             started_at=datetime.fromisoformat(data["started_at"]),
+            add_to_chat=bool(data.get("add_to_chat", False)),
         )
 
 
@@ -176,3 +180,31 @@ class CrmBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class TelephonyJournal(Protocol):
+    """A CRM with a telephony journal of its own (Bitrix24): CrmService registers a call
+    there when it first rings someone, so the call card can pop up on exactly the phones
+    that ring, and lets the CRM create the unknown caller's lead itself."""
+
+    async def register(
+        self,
+        call: CallInfo,
+        *,
+        entity: CrmEntity | None,
+        lead_source: str | None,
+        redirected: bool,
+        show: list[str],
+    ) -> CrmEntity | None:
+        """Register the call (bound to `entity`; with `lead_source`, the CRM makes the
+        caller's lead) and pop its card up for the employees in `show`. Returns the lead
+        the CRM created, or None."""
+        ...
+
+    async def show(self, call: CallInfo, employees: list[str]) -> None:
+        """Pop the call card up for these employees, whose phones ring now."""
+        ...
+
+    async def hide(self, call: CallInfo, employees: list[str]) -> None:
+        """Close the call card of these employees, who did not take the call."""
+        ...

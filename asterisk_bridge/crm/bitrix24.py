@@ -1,10 +1,11 @@
 """Bitrix24 through an inbound webhook (https://portal/rest/<user>/<code>/<method>).
 
 Only documented REST methods are used: crm.duplicate.findbycomm and crm.<entity>.get for
-lookups, crm.lead.add / crm.lead.update for leads, telephony.externalcall.register /
-finish / attachRecord for the call journal, and crm.timeline.comment.add for transcripts.
-Bitrix24 answers {"result": ...} on success and {"error": ..., "error_description": ...}
-(usually with HTTP 400) on failure.
+lookups, crm.lead.add / crm.lead.update for leads, user.get and timeman.status for the
+employees (bitrix24_users.py), telephony.externalcall.* for the call journal
+(bitrix24_journal.py), crm.timeline.comment.add for transcripts, and `batch` to send
+several of them in one request. Bitrix24 answers {"result": ...} on success and
+{"error": ..., "error_description": ...} (usually with HTTP 400) on failure.
 
 Every request takes a token from a client-side bucket shaped like the portal's (ratelimit.py)
 and is retried with backoff when the portal still says "slow down" (503
@@ -14,13 +15,11 @@ which CrmService turns into its `problem`.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from yarl import URL
 
@@ -39,33 +38,20 @@ from .base import (
     LeadResult,
     TranscriptInfo,
 )
+from .bitrix24_journal import CallJournal
+from .bitrix24_oauth import AppAuth
+from .bitrix24_users import PortalUsers, PortalWorkdays
 from .http import JsonClient, dumps
 from .ratelimit import Backoff, TokenBucket, current_budget
 
+if TYPE_CHECKING:
+    from asterisk_bridge.store import Store
+
 log = logging.getLogger("numcfg.crm.bitrix24")
 
-# telephony.externalcall.register TYPE values.
-CALL_TYPES = {"outgoing": 1, "incoming": 2, "callback": 4}
-# telephony.externalcall.finish STATUS_CODE per SPEC section 7 disposition. A caller who
-# hangs up before an answer cancelled the call (603-S); numcfg refusing it is a failure.
-STATUS_CODES = {
-    "answered": "200",
-    "forwarded": "200",
-    "missed": "304",
-    "voicemail": "304",
-    "after_hours": "304",
-    "abandoned": "603-S",
-    "declined": "603",
-    "failed": "OTHER",
-}
 # Which entity a known phone resolves to when it is on several: a contact is a person we
 # work with, a company the organisation, a lead only a prospect.
 LOOKUP_ORDER = (("CONTACT", "contact"), ("COMPANY", "company"), ("LEAD", "lead"))
-# Uploading a recording is base64 in a JSON body: a 10-minute WAV is ~10 MB, which takes
-# longer than a routing lookup may. It runs after the call, so it gets its own budget.
-ATTACH_RECORD_TIMEOUT_S = 60.0
-# Bitrix24 refuses recordings in any other format (telephony.externalCall.attachRecord).
-RECORD_EXTENSIONS = (".mp3", ".wav")
 # The portal's leaky bucket on cloud plans (apidocs.bitrix24.com/limits.html); crm.rate_limit
 # overrides it, e.g. for Enterprise plans (5/s, bursts of 250).
 DEFAULT_PER_SECOND = 2.0
@@ -80,8 +66,8 @@ REFUSALS: dict[str, tuple[str, str]] = {
     "WRONG_AUTH_TYPE": (
         "wrong_auth_type",
         "the portal refuses {method} through an inbound webhook (WRONG_AUTH_TYPE): on this "
-        "portal the call journal needs a local application, which numcfg does not offer "
-        "yet; lookups and leads still work",
+        "portal the call journal needs a local application (crm.auth: app, see "
+        "asterisk_bridge/crm/README.md); lookups and leads still work",
     ),
     "INSUFFICIENT_SCOPE": (
         "insufficient_scope",
@@ -110,6 +96,8 @@ REFUSALS: dict[str, tuple[str, str]] = {
         "wrong; create an inbound webhook and put its URL in crm.url",
     ),
 }
+# batch takes at most 50 commands.
+BATCH_MAX = 50
 # A 401/403 without one of the codes above is still a refusal, just a less specific one.
 HTTP_REFUSALS: dict[int, tuple[str, str]] = {
     401: (
@@ -125,6 +113,10 @@ HTTP_REFUSALS: dict[int, tuple[str, str]] = {
 
 
 class Bitrix24Crm:
+    # CrmService registers calls through the TelephonyJournal methods (register, show,
+    # hide) and lets the portal create unknown callers' leads (CRM_CREATE).
+    telephony = True
+
     def __init__(
         self,
         *,
@@ -133,24 +125,50 @@ class Bitrix24Crm:
         employees: Callable[[], Mapping[str, Employee]],
         rate_limit: TokenBucket | None = None,
         backoff: Backoff | None = None,
+        store: Store | None = None,
+        node: str = "",
+        portal_workday: bool = False,
+        app_auth: AppAuth | None = None,
+        default_user_id: str | None = None,
     ) -> None:
         """`employees` is read at each use, so a config reload changes the user mapping.
-        `rate_limit` paces requests (default: the cloud plans' 2/s, bursts of 50)."""
+        `rate_limit` paces requests (default: the cloud plans' 2/s, bursts of 50).
+        `store` keeps registered calls' CALL_IDs (for `node`) until they are finished.
+        `portal_workday`: skip_absent_employees follows the portal's timeman.
+        `app_auth`: a local application's OAuth tokens instead of a webhook URL."""
         self._base = url if url.endswith("/") else url + "/"
+        self.app_auth = app_auth
+        self._last_token: str | None = None
         self._http = JsonClient(timeout=timeout)
         self._employees = employees
         self.rate_limit = rate_limit or TokenBucket(
             per_second=DEFAULT_PER_SECOND, burst=DEFAULT_BURST
         )
         self._backoff = backoff or Backoff()
-        # The webhook's owner (/rest/<user>/<code>/) registers calls nobody answered.
-        self.default_user_id = _webhook_user(self._base)
-        # numcfg call id -> Bitrix24 CALL_ID (from register), and the answering employee.
-        self._calls: dict[str, str] = {}
-        self._answered_by: dict[str, str] = {}
-        # Calls whose register failed: CrmService logged that failure already (or, for a
-        # refused webhook, the problem once), so their finish is skipped without a warning.
-        self._unregistered: set[str] = set()
+        # Who registers calls nobody was rung for: as configured, else the webhook's owner
+        # (/rest/<user>/<code>/), else the user who installed the local application.
+        self._default_user_id = default_user_id or (None if app_auth else _webhook_user(self._base))
+        self.users = PortalUsers(rest=self.call, employees=employees)
+        self.workdays = (
+            PortalWorkdays(batch=self.batch, users=self.users, employees=employees)
+            if portal_workday
+            else None
+        )
+        self.journal = CallJournal(
+            rest=self.call,
+            batch=self.batch,
+            users=self.users,
+            default_user=lambda: self.default_user_id,
+            store=store,
+            node=node,
+            upload=self._upload,
+        )
+
+    @property
+    def default_user_id(self) -> str | None:
+        if self._default_user_id is not None:
+            return self._default_user_id
+        return None if self.app_auth is None else self.app_auth.user_id
 
     # -- REST ------------------------------------------------------------------------------
 
@@ -165,13 +183,18 @@ class Bitrix24Crm:
         budget = current_budget()
         deadline = None if budget is None else budget.deadline
         urgent = budget is not None and budget.urgent
-        body = dumps(params)
         retry = 0
+        refreshed = False
         while True:
             await self.rate_limit.acquire(deadline=deadline, urgent=urgent)
             try:
-                return await self._call_once(method, body, timeout)
+                return await self._call_once(method, params, timeout)
             except CrmError as exc:
+                if exc.problem == "expired_token" and self.app_auth and not refreshed:
+                    # The access token lapsed (an hour); refreshed once, then retried.
+                    refreshed = True
+                    await self.app_auth.refresh(self._last_token)
+                    continue
                 if exc.reason != REASON_RATE_LIMITED:
                     raise
                 log.debug("%s: %s; retrying", method, exc)
@@ -179,9 +202,43 @@ class Bitrix24Crm:
                 await self._backoff.wait(retry, deadline=deadline, why=str(exc))
                 retry += 1
 
-    async def _call_once(self, method: str, body: bytes, timeout: float | None) -> Any:
+    async def batch(
+        self,
+        commands: Mapping[str, tuple[str, Mapping[str, Any]]],
+        *,
+        raise_for: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """Several methods in one request (one token of the rate limit): {key: result} of
+        the commands that succeeded. A later command may use an earlier one's answer
+        (`$result[key][FIELD]`). A command in `raise_for` that failed raises its error."""
+        if len(commands) > BATCH_MAX:
+            raise ValueError(f"batch takes at most {BATCH_MAX} commands")
+        cmd = {key: f"{method}?{php_query(params)}" for key, (method, params) in commands.items()}
+        answer = await self.call("batch", {"halt": 0, "cmd": cmd})
+        if not isinstance(answer, dict):
+            raise CrmError(REASON_BAD_RESPONSE, "batch: unexpected result")
+        results = answer.get("result") or {}
+        errors = answer.get("result_error") or {}
+        # PHP's empty array is JSON []: no results (or no errors) at all.
+        results = results if isinstance(results, dict) else {}
+        errors = errors if isinstance(errors, dict) else {}
+        for key in raise_for:
+            if key in errors:
+                raise _command_error(commands[key][0], errors[key])
+        return {key: value for key, value in results.items() if key not in errors}
+
+    async def _call_once(
+        self, method: str, params: Mapping[str, Any], timeout: float | None
+    ) -> Any:
+        url = self._base + method
+        if self.app_auth is not None:
+            endpoint, token = await self.app_auth.credentials()
+            self._last_token = token
+            url = endpoint + method
+            params = {**params, "auth": token}
+        body = dumps(params)
         try:
-            status, answer = await self._http.post(self._base + method, body, timeout=timeout)
+            status, answer = await self._http.post(url, body, timeout=timeout)
         except CrmError as exc:
             # A 503 or a non-JSON 401/403 arrives as an error; it may still mean "slow
             # down" or "refused" rather than "down".
@@ -202,6 +259,17 @@ class Bitrix24Crm:
         if not isinstance(answer, dict) or "result" not in answer:
             raise CrmError(REASON_BAD_RESPONSE, f"{method}: answer without 'result'")
         return answer["result"]
+
+    async def _upload(self, url: str, field: str, filename: str, content: bytes) -> None:
+        """The second step of attachRecord: the file itself, to the URL the portal gave."""
+        budget = current_budget()
+        await self.rate_limit.acquire(deadline=None if budget is None else budget.deadline)
+        status, answer = await self._http.post_file(url, field, filename, content)
+        special = _limit_or_refusal("attachRecord upload", status, answer)
+        if special is not None:
+            raise special
+        if status >= 400 or (isinstance(answer, dict) and "error" in answer):
+            raise CrmError(REASON_HTTP_4XX, f"recording upload: HTTP {status}", status=status)
 
     # -- lookups and leads -----------------------------------------------------------------
 
@@ -226,7 +294,7 @@ class Bitrix24Crm:
             kind=kind,
             id=entity_id,
             name=_display_name(kind, fields),
-            responsible=self.employee_for_user(fields.get("ASSIGNED_BY_ID")),
+            responsible=await self.users.employee_of(fields.get("ASSIGNED_BY_ID")),
         )
 
     async def create_lead(
@@ -242,7 +310,7 @@ class Bitrix24Crm:
             "PHONE": [{"VALUE": phone, "VALUE_TYPE": "WORK"}],
             "SOURCE_ID": source,
         }
-        user_id = self.user_for_employee(responsible)
+        user_id = await self.users.user_of(responsible)
         if user_id is not None:
             fields["ASSIGNED_BY_ID"] = user_id
         lead_id = await self.call("crm.lead.add", {"fields": fields})
@@ -258,41 +326,46 @@ class Bitrix24Crm:
         return LeadResult(entity=entity, created=True)
 
     async def assign_lead(self, lead_id: str, employee: str) -> None:
-        user_id = self.user_for_employee(employee)
+        user_id = await self.users.user_of(employee)
         if user_id is None:
-            raise CrmError(REASON_UNMAPPED, f"employee {employee!r} has no crm_user_id")
+            raise CrmError(REASON_UNMAPPED, f"employee {employee!r} is no portal user")
         await self.call("crm.lead.update", {"id": lead_id, "fields": {"ASSIGNED_BY_ID": user_id}})
 
-    # -- call journal ----------------------------------------------------------------------
+    # -- call journal (bitrix24_journal.py) ------------------------------------------------
+
+    async def register(
+        self,
+        call: CallInfo,
+        *,
+        entity: CrmEntity | None,
+        lead_source: str | None,
+        redirected: bool,
+        show: list[str],
+    ) -> CrmEntity | None:
+        return await self.journal.register(
+            call, entity=entity, lead_source=lead_source, redirected=redirected, show=show
+        )
+
+    async def show(self, call: CallInfo, employees: list[str]) -> None:
+        await self.journal.show(call, employees)
+
+    async def hide(self, call: CallInfo, employees: list[str]) -> None:
+        await self.journal.hide(call, employees)
 
     async def call_started(
         self, call: CallInfo, *, create_crm: bool, entity: CrmEntity | None = None
     ) -> None:
-        params: dict[str, Any] = {
-            "USER_ID": self.user_for_employee(call.employee) or self.default_user_id,
-            "PHONE_NUMBER": call.phone,
-            "LINE_NUMBER": call.line_number,
-            "TYPE": CALL_TYPES.get(call.direction, CALL_TYPES["incoming"]),
-            "CALL_START_DATE": call.started_at.isoformat(),
-            "CRM_CREATE": 1 if create_crm else 0,
-            "SHOW": 0,
-            # Without it, Bitrix24 hands back the CALL_ID of a call registered with the same
-            # phone, type and user in the last 30 minutes, merging two real calls.
-            "EXTERNAL_CALL_ID": call.call_id,
-        }
-        if entity is not None:
-            params["CRM_ENTITY_TYPE"] = entity.kind.upper()
-            params["CRM_ENTITY_ID"] = entity.id
-        self._unregistered.add(call.call_id)
-        result = await self.call("telephony.externalcall.register", params)
-        if not isinstance(result, dict) or not result.get("CALL_ID"):
-            raise CrmError(REASON_BAD_RESPONSE, "telephony.externalcall.register: no CALL_ID")
-        self._calls[call.call_id] = str(result["CALL_ID"])
-        self._unregistered.discard(call.call_id)
+        """The CrmBackend form of register (CrmService uses register itself)."""
+        await self.journal.register(
+            call,
+            entity=entity,
+            lead_source="CALL" if create_crm else None,
+            redirected=False,
+            show=[],
+        )
 
     async def call_answered(self, call: CallInfo, employee: str) -> None:
-        # Bitrix24 has no "answered" method; finish reports who took the call.
-        self._answered_by[call.call_id] = employee
+        await self.journal.answered(call, employee)
 
     async def call_finished(
         self,
@@ -303,40 +376,12 @@ class Bitrix24Crm:
         rating: int | None,
         recording_path: str | None,
     ) -> None:
-        employee = self._answered_by.pop(call.call_id, None) or call.employee
-        remote_id = self._calls.pop(call.call_id, None)
-        failed_register = call.call_id in self._unregistered
-        self._unregistered.discard(call.call_id)
-        if remote_id is None:
-            # Registration failed (already reported) or happened before a restart.
-            (log.debug if failed_register else log.warning)(
-                "call %s was never registered in Bitrix24; not finishing it", call.call_id
-            )
-            return
-        params: dict[str, Any] = {
-            "CALL_ID": remote_id,
-            "USER_ID": self.user_for_employee(employee) or self.default_user_id,
-            "DURATION": max(0, int(duration)),
-            "STATUS_CODE": STATUS_CODES.get(disposition, "OTHER"),
-        }
-        if rating is not None:
-            params["VOTE"] = rating
-        await self.call("telephony.externalcall.finish", params)
-        if recording_path:
-            await self._attach_record(remote_id, Path(recording_path))
-
-    async def _attach_record(self, remote_id: str, path: Path) -> None:
-        if path.suffix.lower() not in RECORD_EXTENSIONS:
-            log.warning("recording %s is not mp3 or wav; Bitrix24 would refuse it", path.name)
-            return
-        content = await asyncio.to_thread(path.read_bytes)
-        params = {
-            "CALL_ID": remote_id,
-            "FILENAME": path.name,
-            "FILE_CONTENT": base64.b64encode(content).decode("ascii"),
-        }
-        await self.call(
-            "telephony.externalCall.attachRecord", params, timeout=ATTACH_RECORD_TIMEOUT_S
+        await self.journal.finished(
+            call,
+            duration=duration,
+            disposition=disposition,
+            rating=rating,
+            recording_path=recording_path,
         )
 
     async def call_transcript(
@@ -359,26 +404,57 @@ class Bitrix24Crm:
         # "fields" in lower case: the only spelling the portal accepts since crm 23.100.
         await self.call("crm.timeline.comment.add", {"fields": fields})
 
+    async def finish_left_open(self) -> int:
+        return await self.journal.finish_left_open()
+
+    async def adopt(self, call: CallInfo, remote_id: str) -> None:
+        """A call the portal registered itself (click-to-call): only finish is left."""
+        await self.journal.adopt(call, remote_id)
+
+    # -- the local application -------------------------------------------------------------
+
+    async def install(self, auth: Mapping[str, Any]) -> None:
+        if self.app_auth is None:
+            raise CrmError(REASON_REFUSED, "crm.auth is not app: no install expected")
+        await self.app_auth.install(auth)
+
+    async def is_portal_event(self, auth: Mapping[str, Any]) -> bool:
+        return self.app_auth is not None and await self.app_auth.is_portal_event(auth)
+
+    async def set_up_portal(self, lines: Mapping[str, str], handler_url: str | None) -> None:
+        """Register numcfg's numbers as the portal's external lines (the number picked for
+        click-to-call, shown in call cards) and bind OnExternalCallStart to handler_url,
+        in one batch. A line or binding the portal has already is no error."""
+        commands: dict[str, tuple[str, Mapping[str, Any]]] = {
+            f"line{index}": ("telephony.externalLine.add", {"NUMBER": number, "NAME": name})
+            for index, (number, name) in enumerate(lines.items())
+        }
+        if handler_url:
+            commands["bind"] = (
+                "event.bind",
+                {"event": "OnExternalCallStart", "handler": handler_url},
+            )
+        if commands:
+            await self.batch(dict(list(commands.items())[:BATCH_MAX]))
+
+    def portal_workdays(self) -> dict[str, str] | None:
+        """Employees' work days per the portal (crm.workday: bitrix24), from the last read
+        (a new one starts in the background when it is old); None when not followed."""
+        return None if self.workdays is None else self.workdays.states()
+
     async def close(self) -> None:
         await self._http.close()
+        if self.app_auth is not None:
+            await self.app_auth.close()
 
     # -- user mapping ----------------------------------------------------------------------
 
     def employee_for_user(self, user_id: Any) -> str | None:
-        """The numcfg employee whose `crm_user_id` is this Bitrix24 user, or None."""
-        if user_id is None or user_id == "":
-            return None
-        wanted = str(user_id)
-        for employee_id, employee in self._employees().items():
-            if employee.crm_user_id == wanted:
-                return employee_id
-        return None
+        """The numcfg employee this Bitrix24 user is, or None."""
+        return self.users.employee_for(user_id)
 
     def user_for_employee(self, employee: str | None) -> str | None:
-        if employee is None:
-            return None
-        found = self._employees().get(employee)
-        return None if found is None else found.crm_user_id
+        return self.users.user_for(employee)
 
 
 def _limit_or_refusal(method: str, status: int | None, answer: Any) -> CrmError | None:
@@ -407,6 +483,42 @@ def _limit_or_refusal(method: str, status: int | None, answer: Any) -> CrmError 
         problem=problem,
         fix=fix.format(method=method, scope=_scope(method)),
     )
+
+
+def _command_error(method: str, error: Any) -> CrmError:
+    """A failed batch command as the error its method alone would have raised."""
+    answer = error if isinstance(error, dict) else {"error": str(error)}
+    special = _limit_or_refusal(method, None, answer)
+    if special is not None:
+        return special
+    return CrmError(
+        REASON_REMOTE_ERROR,
+        f"{method}: {answer.get('error')}: {answer.get('error_description', '')}",
+        answer=answer,
+    )
+
+
+def php_query(params: Mapping[str, Any]) -> str:
+    """`params` as PHP's http_build_query writes them (a[b][0]=c), the form of batch
+    commands; booleans as 1/0 (PHP's true/false would read as strings)."""
+    pairs: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(f"{prefix}[{key}]" if prefix else str(key), item)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                walk(f"{prefix}[{index}]", item)
+        elif isinstance(value, bool):
+            pairs.append((prefix, "1" if value else "0"))
+        elif value is None:
+            pairs.append((prefix, ""))
+        else:
+            pairs.append((prefix, str(value)))
+
+    walk("", params)
+    return "&".join(f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in pairs)
 
 
 def _scope(method: str) -> str:

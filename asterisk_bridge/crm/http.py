@@ -87,6 +87,47 @@ class JsonClient:
                 reason, f"{_site(url)} answered HTTP {status}, not JSON", status=status
             ) from exc
 
+    async def get(self, url: str, params: Mapping[str, str]) -> tuple[int, Any]:
+        """GET with a query string; (status, parsed JSON or None). CrmError on a
+        connection failure or a 5xx, as post()."""
+        try:
+            async with self._get_session().get(url, params=dict(params)) as response:
+                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                status = response.status
+        except TimeoutError as exc:
+            raise CrmError(REASON_TIMEOUT, f"no answer from {_site(url)} in time") from exc
+        except aiohttp.ClientError as exc:
+            raise CrmError(REASON_CONNECTION, f"{_site(url)}: {exc or type(exc).__name__}") from exc
+        if status >= 500:
+            raise CrmError(REASON_HTTP_5XX, f"{_site(url)} answered HTTP {status}", status=status)
+        return status, _json_or_none(raw)
+
+    async def post_file(
+        self, url: str, field: str, filename: str, content: bytes, *, timeout: float = 120.0
+    ) -> tuple[int, Any]:
+        """POST one file as multipart/form-data; (status, JSON or None). CrmError on a
+        connection failure or a 5xx, as post()."""
+        form = aiohttp.FormData()
+        form.add_field(field, content, filename=filename)
+        try:
+            async with self._get_session().post(
+                url, data=form, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                status = response.status
+        except TimeoutError as exc:
+            raise CrmError(REASON_TIMEOUT, f"no answer from {_site(url)} in time") from exc
+        except aiohttp.ClientError as exc:
+            raise CrmError(REASON_CONNECTION, f"{_site(url)}: {exc or type(exc).__name__}") from exc
+        if status >= 500:
+            raise CrmError(
+                REASON_HTTP_5XX,
+                f"{_site(url)} answered HTTP {status}",
+                status=status,
+                answer=_json_or_none(raw),
+            )
+        return status, _json_or_none(raw)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

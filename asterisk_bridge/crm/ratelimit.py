@@ -72,15 +72,18 @@ class TokenBucket:
     which wait their turn in arrival order and leave URGENT_RESERVE tokens untouched.
     """
 
-    def __init__(self, *, per_second: float, burst: int) -> None:
+    def __init__(self, *, per_second: float, burst: int, headroom: int = 0) -> None:
+        """`headroom`: slots of the remote bucket never used, so requests that the network
+        delivers closer together than they were sent still fit in it."""
         if per_second <= 0 or burst < 1:
             raise ValueError("a token bucket needs per_second > 0 and burst >= 1")
         self.per_second = per_second
         self.burst = burst
-        self._tokens = float(burst)
+        self._capacity = max(1, burst - headroom)
+        self._tokens = float(self._capacity)
         # time.monotonic, like RequestBudget deadlines (and the event loop's clock).
         self._updated = time.monotonic()
-        self._reserve = min(URGENT_RESERVE, burst - 1)
+        self._reserve = min(URGENT_RESERVE, self._capacity - 1)
         # asyncio.Lock wakes waiters in FIFO order: background requests keep their order.
         self._background = asyncio.Lock()
 
@@ -111,7 +114,7 @@ class TokenBucket:
         try:
             await asyncio.sleep(wait)
         except asyncio.CancelledError:
-            self._tokens = min(self.burst, self._tokens + 1)
+            self._tokens = min(self._capacity, self._tokens + 1)
             raise
 
     def drain(self) -> None:
@@ -132,7 +135,7 @@ class TokenBucket:
         now = time.monotonic()
         elapsed = max(0.0, now - self._updated)
         self._updated = now
-        self._tokens = min(float(self.burst), self._tokens + elapsed * self.per_second)
+        self._tokens = min(float(self._capacity), self._tokens + elapsed * self.per_second)
 
 
 class Backoff:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -35,9 +36,11 @@ from .base import (
     CrmBackend,
     CrmEntity,
     CrmError,
+    TelephonyJournal,
     TranscriptInfo,
 )
 from .bitrix24 import Bitrix24Crm
+from .bitrix24_oauth import AppAuth
 from .builtin import BuiltinCrm
 from .ratelimit import TokenBucket, request_budget
 from .rules import is_exception, region_of, to_e164, wants_lead
@@ -73,8 +76,18 @@ RETRY_RATE_WAIT_S = 10.0
 # Operations sharing the REST methods share their problem: a retried lead that succeeds
 # clears what a failed lead creation set.
 PROBLEM_SCOPES = {"retry_lead": "create_lead"}
+# Slots of the portal's bucket numcfg leaves unused: two requests sent half a second apart
+# (the leak at 2/s) can arrive closer together, and with the bucket full to the last slot
+# the second would be refused. Two slots absorb that jitter for the cost of two requests
+# (fewer for a small configured burst, a tenth of it at most).
+PORTAL_HEADROOM = 2
 # At shutdown, journal events still in flight get this long before they are cancelled.
 CLOSE_DRAIN_S = 5.0
+# A lead the CRM made while registering a call that was already saved is attached to the
+# saved details; the save itself is queued (calls/core/journal.py), so it is looked for a
+# few times before giving up.
+ATTACH_LEAD_TRIES = 5
+ATTACH_LEAD_PAUSE_S = 1.0
 
 
 class CrmService:
@@ -97,6 +110,12 @@ class CrmService:
         self._employees = employees
         # Per call: the entity lead_for_call attached it to, so call.started can bind it.
         self._entities: dict[str, CrmEntity] = {}
+        # Per call, with a telephony journal (Bitrix24): what the journal events need.
+        self._journaled: dict[str, _Journaled] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self.telephony: TelephonyJournal | None = (
+            backend if getattr(backend, "telephony", False) else None  # type: ignore[assignment]
+        )
         # Per call: its latest journal event, so events reach the CRM in order.
         self._chains: dict[str, asyncio.Task[None]] = {}
         # Per operation (lookup, call_started, ...): why the CRM refuses it. Kept per
@@ -133,6 +152,16 @@ class CrmService:
         ok, entity = await self._attempt("lookup", lambda: self.backend.lookup(e164))
         return self._known_responsible(entity) if ok else None
 
+    async def lookup_for_call(
+        self, call_id: str, phone: str, *, region: str | None = None
+    ) -> CrmEntity | None:
+        """lookup(), once per call: the lead rules and step 7 (the responsible) share the
+        answer instead of asking the CRM twice."""
+        state = self._journaled.setdefault(call_id, _Journaled())
+        if state.lookup is None:
+            state.lookup = asyncio.ensure_future(self.lookup(phone, region=region))
+        return await asyncio.shield(state.lookup)
+
     def _known_responsible(self, entity: CrmEntity | None) -> CrmEntity | None:
         if entity is None or entity.responsible is None or self._employees is None:
             return entity
@@ -162,6 +191,8 @@ class CrmService:
         e164 = to_e164(phone, region_of(number_cfg.number) or self._default_region)
         if e164 is None or is_exception(e164, rules.exceptions):
             return None
+        if self.telephony is not None:
+            return await self._lead_by_register(e164, rules.lead_source, call)
         ok, result = await self._attempt(
             "create_lead",
             lambda: self.backend.create_lead(
@@ -173,6 +204,29 @@ class CrmService:
             return None
         self._entities[call.call_id] = result.entity
         return _crm_field(result.entity, result.created)
+
+    async def _lead_by_register(
+        self, phone: str, source: str, call: CallInfo
+    ) -> dict[str, Any] | None:
+        """A CRM with a telephony journal makes the unknown caller's lead itself when the
+        call is registered (Bitrix24 CRM_CREATE, CRM_SOURCE): one lead, from one side, and
+        its responsible becomes the employee who answers (finish's USER_ID). A known
+        caller's call is registered bound to what the CRM has."""
+        entity = await self.lookup_for_call(call.call_id, phone)
+        state = self._journaled.setdefault(call.call_id, _Journaled())
+        if entity is not None:
+            self._entities[call.call_id] = entity
+            return _crm_field(entity, False)
+        state.lead = (phone, source)
+        return None
+
+    def created_lead(self, call_id: str) -> asyncio.Future[dict[str, Any] | None] | None:
+        """The `crm` field of the lead the CRM makes when it registers this call, or None
+        when no lead is planned (resolved to None if the CRM made none)."""
+        state = self._journaled.get(call_id)
+        if state is None or state.lead is None:
+            return None
+        return state.created
 
     async def assign_lead(self, lead_id: str, employee: str) -> bool:
         """Make `employee` responsible for the lead (reassign_lead_on_transfer); never raises."""
@@ -249,6 +303,37 @@ class CrmService:
         log.info("CRM lead for %s created on retry (call %s)", payload["phone"], call.call_id)
         return 1
 
+    async def finish_left_open(self) -> int:
+        """Finish in the CRM the calls this node registered and never finished (it was
+        restarted in between, or the CRM was down then); never raises."""
+        finish = getattr(self.backend, "finish_left_open", None)
+        if finish is None:
+            return 0
+        try:
+            ok, done = await self._attempt(
+                "call_finished",
+                finish,
+                budget=self.timeout + RETRY_RATE_WAIT_S * RETRY_BATCH,
+                urgent=False,
+            )
+        except Exception:  # the store down: next round
+            log.exception("could not read the calls left open in the CRM")
+            return 0
+        return done if ok else 0
+
+    def portal_workdays(self) -> dict[str, str] | None:
+        """{employee: working|paused|ended} as the CRM's own work-day tracking has them
+        (crm.workday: bitrix24), answered at once from a cache the CRM refreshes in the
+        background; None when numcfg's workday is the one that counts."""
+        workdays = getattr(self.backend, "portal_workdays", None)
+        if workdays is None:
+            return None
+        try:
+            return workdays()
+        except Exception:
+            log.exception("portal work days unavailable")
+            return None
+
     async def _give_up(self, op: PendingCrmOp, error: str, due: datetime | None) -> None:
         if due is None:
             log.error("giving up on CRM operation %s: %s", op.id, error)
@@ -260,6 +345,11 @@ class CrmService:
         """Report the call's start; returns at once. `create_crm`: let the CRM create a lead
         itself (Bitrix24 CRM_CREATE); keep False when lead_for_call handles leads."""
         entity = self._entities.pop(call.call_id, None)
+        if self.telephony is not None:
+            state = self._journaled.setdefault(call.call_id, _Journaled())
+            state.entity = entity
+            self._started(call, state)
+            return
         self._enqueue(
             call,
             "call_started",
@@ -267,7 +357,158 @@ class CrmService:
             self._journal_budget(),
         )
 
+    async def notify_adopted(self, call: CallInfo, remote_id: str) -> None:
+        """A call the CRM registered itself (Bitrix24 click-to-call): its journal goes on
+        from that CALL_ID, without a register of numcfg's."""
+        adopt = getattr(self.backend, "adopt", None)
+        if adopt is None:
+            return
+        self._journaled.setdefault(call.call_id, _Journaled())
+        self._enqueue(call, "call_started", lambda: adopt(call, remote_id), self._journal_budget())
+
+    async def install_app(self, auth: Mapping[str, Any]) -> bool:
+        """The CRM's local application was installed (Bitrix24 ONAPPINSTALL): keep its
+        tokens, then register the lines and events. False when refused."""
+        install = getattr(self.backend, "install", None)
+        if install is None:
+            return False
+        ok, _ = await self._attempt("install", lambda: install(auth), budget=self.timeout * 4)
+        return ok
+
+    async def employee_of_user(self, user_id: Any) -> str | None:
+        """The employee a CRM user is (Bitrix24: crm_user_id or inner number), or None."""
+        users = getattr(self.backend, "users", None)
+        if users is None:
+            return None
+        try:
+            return await users.employee_of(user_id)
+        except Exception:
+            log.exception("CRM user %r not matched to an employee", user_id)
+            return None
+
+    async def is_portal_event(self, auth: Mapping[str, Any]) -> bool:
+        check = getattr(self.backend, "is_portal_event", None)
+        if check is None:
+            return False
+        try:
+            return bool(await check(auth))
+        except Exception:
+            log.exception("CRM event not checked")
+            return False
+
+    async def set_up_portal(self, lines: Mapping[str, str], handler_url: str | None) -> None:
+        """External lines and event bindings in the CRM (Bitrix24 local application)."""
+        set_up = getattr(self.backend, "set_up_portal", None)
+        if set_up is not None:
+            await self._attempt(
+                "set_up_portal",
+                lambda: set_up(lines, handler_url),
+                budget=self._journal_budget(),
+                urgent=False,
+            )
+
+    def _started(self, call: CallInfo, state: _Journaled) -> None:
+        """The call's start reaches the telephony journal. An incoming call nobody rang yet
+        waits for its first ring (or forward, or end): the card then pops up for exactly
+        the phones that ring, and it gets the right TYPE. What happened while its lead was
+        looked up (a phone already ringing) is caught up now."""
+        incoming = call.direction == "incoming" and call.employee is None
+        if not incoming:
+            self._register(call, state, show=list(state.ringing), redirected=False)
+        elif state.forwarded_first is not None:
+            employee = state.forwarded_first[0]
+            self._register(
+                dataclasses.replace(call, employee=employee), state, show=[], redirected=True
+            )
+        elif state.rung:
+            first = dataclasses.replace(call, employee=state.rung[0])
+            self._register(first, state, show=list(state.ringing), redirected=False)
+        else:
+            state.deferred = call
+
+    async def notify_ringing(self, call: CallInfo, employees: list[str]) -> None:
+        """These employees' phones ring for the call now; returns at once."""
+        if self.telephony is None or not employees:
+            return
+        state = self._journaled.setdefault(call.call_id, _Journaled())
+        state.rung.extend(e for e in employees if e not in state.rung)
+        state.ringing.extend(e for e in employees if e not in state.ringing)
+        if not state.registered and state.deferred is None:
+            return  # before notify_started: _started shows them the card
+        if state.deferred is not None:
+            first = dataclasses.replace(state.deferred, employee=employees[0])
+            state.deferred = None
+            self._register(first, state, show=list(employees), redirected=False)
+            return
+        telephony = self.telephony
+        self._enqueue(
+            call, "call_show", lambda: telephony.show(call, list(employees)), self._journal_budget()
+        )
+
+    async def notify_not_taken(self, call: CallInfo, employees: list[str]) -> None:
+        """These employees' phones stopped ringing without their taking the call."""
+        if self.telephony is None or not employees:
+            return
+        state = self._journaled.get(call.call_id)
+        if state is None:
+            return
+        state.ringing = [e for e in state.ringing if e not in employees]
+        if not state.registered:
+            return  # not registered (yet): no card was shown, none will be for them
+        telephony = self.telephony
+        self._enqueue(
+            call, "call_hide", lambda: telephony.hide(call, list(employees)), self._journal_budget()
+        )
+
+    async def notify_forwarding(self, call: CallInfo, employee: str | None = None) -> None:
+        """The call goes out to an external number (a mobile: `employee`'s) before any
+        employee's phone rang: registered as an incoming call with redirection (TYPE 3)."""
+        if self.telephony is None:
+            return
+        state = self._journaled.setdefault(call.call_id, _Journaled())
+        if not state.registered and state.deferred is None:
+            if not state.rung and state.forwarded_first is None:
+                state.forwarded_first = (employee,)
+            return
+        if state.deferred is None:
+            return
+        first = dataclasses.replace(state.deferred, employee=employee)
+        state.deferred = None
+        self._register(first, state, show=[], redirected=True)
+
+    def _register(
+        self, call: CallInfo, state: _Journaled, *, show: list[str], redirected: bool
+    ) -> None:
+        telephony = self.telephony
+        assert telephony is not None
+        state.registered = True
+        source = state.lead[1] if state.lead is not None else None
+
+        async def job() -> None:
+            ok, created = await self._attempt(
+                "call_started",
+                lambda: telephony.register(
+                    call, entity=state.entity, lead_source=source, redirected=redirected, show=show
+                ),
+                budget=self._journal_budget(),
+                urgent=False,
+            )
+            state.register_failed = not ok
+            field_ = _crm_field(created, True) if ok and created is not None else None
+            if not state.created.done():
+                state.created.set_result(field_)
+            if field_ is not None and state.saved is not None and state.saved.get("crm") is None:
+                # Beside the chain: finish must not wait for the details' save.
+                attach = asyncio.create_task(self._attach_lead(call.call_id, field_))
+                self._side_tasks.add(attach)
+                attach.add_done_callback(self._side_tasks.discard)
+
+        self._enqueue_job(call, job)
+
     async def notify_answered(self, call: CallInfo, employee: str) -> None:
+        state = self._journaled.get(call.call_id)
+        if state is not None:
+            state.answered_by = employee
         self._enqueue(
             call,
             "call_answered",
@@ -283,8 +524,19 @@ class CrmService:
         disposition: str,
         rating: int | None,
         recording_path: str | None,
+        saved_crm: Mapping[str, Any] | None = None,
     ) -> None:
+        """`saved_crm`: the `crm` field the call's details were saved with, so a lead the
+        CRM makes only now is attached to them."""
         self._entities.pop(call.call_id, None)
+        state = self._journaled.get(call.call_id)
+        if state is not None:
+            state.saved = {"crm": saved_crm}
+            if state.deferred is not None:
+                # Ended before ringing anyone (after hours, voicemail, an IVR hang-up): it
+                # is registered now, so the CRM still has the call (and its lead).
+                first, state.deferred = state.deferred, None
+                self._register(first, state, show=[], redirected=disposition == "forwarded")
         budget = self._journal_budget()
         if recording_path:
             budget += RECORDING_UPLOAD_BUDGET_S
@@ -300,6 +552,31 @@ class CrmService:
             ),
             budget,
         )
+        if state is not None:
+            self._enqueue_job(call, lambda: self._after_finish(call, state))
+
+    async def _after_finish(self, call: CallInfo, state: _Journaled) -> None:
+        """The call is over in the CRM: forget it; a lead the CRM could not make when the
+        call was registered (CRM down) is made by numcfg later, for whoever answered."""
+        self._journaled.pop(call.call_id, None)
+        if not state.created.done():
+            state.created.set_result(None)
+        if state.lead is not None and state.register_failed:
+            phone, source = state.lead
+            answered = state.answered_by or (state.rung[0] if state.rung else None)
+            await self._keep_for_retry(phone, source, dataclasses.replace(call, employee=answered))
+
+    async def _attach_lead(self, call_id: str, crm_field: dict[str, Any]) -> None:
+        for _ in range(ATTACH_LEAD_TRIES):
+            try:
+                await asyncio.to_thread(self._store.calls.attach_crm, call_id, crm_field)
+                return
+            except NotFoundError:
+                await asyncio.sleep(ATTACH_LEAD_PAUSE_S)
+            except Exception as exc:
+                log.warning("call %s: its CRM lead not saved with it: %s", call_id, exc)
+                return
+        log.warning("call %s: its CRM lead not saved with it (no such call)", call_id)
 
     async def notify_transcript(self, details: CallDetails, text: str) -> bool:
         """Send a call's transcript to the CRM (after the call: nobody waits for it, but it
@@ -338,13 +615,23 @@ class CrmService:
     ) -> None:
         if not getattr(self.backend, "keeps_journal", True):
             return
+
+        async def job() -> None:
+            await self._attempt(what, factory, budget=budget, urgent=False)
+
+        self._enqueue_job(call, job, what)
+
+    def _enqueue_job(
+        self, call: CallInfo, job: Callable[[], Awaitable[None]], what: str = "job"
+    ) -> None:
+        """Run `job` after the call's previous journal event (each bounds its own time)."""
         previous = self._chains.get(call.call_id)
 
         async def run() -> None:
             if previous is not None:
                 # Finish must not overtake register: Bitrix24 needs register's CALL_ID.
                 await asyncio.wait([previous])
-            await self._attempt(what, factory, budget=budget, urgent=False)
+            await job()
 
         task = asyncio.create_task(run(), name=f"crm-{what}-{call.call_id}")
         self._chains[call.call_id] = task
@@ -359,7 +646,7 @@ class CrmService:
 
     async def drain(self, timeout: float = CLOSE_DRAIN_S) -> None:
         """Wait for journal events in flight; cancel what is still running after `timeout`."""
-        pending = list(self._chains.values())
+        pending = list(self._chains.values()) + list(self._side_tasks)
         if not pending:
             return
         _done, still = await asyncio.wait(pending, timeout=timeout)
@@ -440,6 +727,26 @@ class CrmService:
             self._metrics.crm_problem.labels(reason=reason).set(1 if reason in new_reasons else 0)
 
 
+@dataclass(eq=False)
+class _Journaled:
+    """What CrmService keeps about one call for a CRM with a telephony journal."""
+
+    lookup: asyncio.Future[CrmEntity | None] | None = None  # the call's one look-up
+    entity: CrmEntity | None = None  # what the call is registered bound to
+    lead: tuple[str, str] | None = None  # (phone, source): the CRM makes the lead
+    deferred: CallInfo | None = None  # an incoming call waiting for its first ring
+    registered: bool = False  # register is sent (or on its way)
+    rung: list[str] = field(default_factory=list)  # employees whose phones rang, in order
+    ringing: list[str] = field(default_factory=list)  # those ringing now
+    forwarded_first: tuple[str | None] | None = None  # forwarded before any ring (whose)
+    answered_by: str | None = None
+    register_failed: bool = False
+    saved: dict[str, Any] | None = None  # the details as saved, once the call ended
+    created: asyncio.Future[dict[str, Any] | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
 @dataclass(frozen=True)
 class CrmProblem:
     """Why the CRM refuses an operation: `reason` is the metrics label, `fix` a sentence."""
@@ -463,9 +770,11 @@ def build_crm(
     store: Store,
     metrics: Metrics,
     config_source: Callable[[], Config] | None = None,
+    node: str = "",
 ) -> CrmService:
     """The CrmService for `config.crm`. Pass `config_source` (e.g. the holder's current
-    config) so employee mappings follow reloads; the backend itself is fixed at start-up."""
+    config) so employee mappings follow reloads; the backend itself is fixed at start-up.
+    `node` names this node's calls in the CRM journal kept in the store."""
 
     def employees() -> Mapping[str, Employee]:
         return (config_source() if config_source is not None else config).employees
@@ -475,13 +784,32 @@ def build_crm(
     if settings.backend == "bitrix24":
         if not settings.url:
             raise ValueError("crm backend bitrix24 needs crm.url")
+        app_auth = None
+        if settings.auth == "app":
+            if not settings.client_id or not settings.client_secret:
+                raise ValueError("crm auth app needs crm.client_id and crm.client_secret")
+            app_auth = AppAuth(
+                portal_url=settings.url,
+                client_id=settings.client_id,
+                client_secret=settings.client_secret,
+                oauth_url=settings.oauth_url,
+                store=store,
+                timeout=settings.timeout,
+            )
         backend = Bitrix24Crm(
             url=settings.url,
             timeout=settings.timeout,
             employees=employees,
             rate_limit=TokenBucket(
-                per_second=settings.rate_limit.per_second, burst=settings.rate_limit.burst
+                per_second=settings.rate_limit.per_second,
+                burst=settings.rate_limit.burst,
+                headroom=min(PORTAL_HEADROOM, settings.rate_limit.burst // 10),
             ),
+            store=store,
+            node=node,
+            portal_workday=settings.workday == "bitrix24",
+            app_auth=app_auth,
+            default_user_id=settings.default_user_id,
         )
     elif settings.backend == "webhook":
         if not settings.url:

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from asterisk_bridge.policy.types import CrmOpStatus
 from asterisk_bridge.store.engine import Database, NotFoundError, instant, new_id, utc_now
-from asterisk_bridge.store.rows import Contact, Lead, PendingCrmOp
-from asterisk_bridge.store.tables import contacts, crm_pending, leads
+from asterisk_bridge.store.rows import Contact, CrmTokens, Lead, OpenCrmCall, PendingCrmOp
+from asterisk_bridge.store.tables import contacts, crm_calls, crm_pending, crm_tokens, leads
 
 
 class CrmRecords:
@@ -184,6 +184,98 @@ class CrmRecords:
             query = query.where(crm_pending.c.status == CrmOpStatus(status).value)
         with self._db.read() as conn:
             return [_pending(row) for row in conn.execute(query).mappings()]
+
+    # -- calls registered in the CRM's telephony journal, not finished there yet ----------
+
+    def open_call(
+        self, *, call_id: str, remote_id: str, node: str, info: Mapping[str, Any]
+    ) -> None:
+        """Remember the CRM's id of a call just registered (kept until finish_call)."""
+        stmt = self._db.insert(crm_calls).values(
+            call_id=call_id,
+            remote_id=remote_id,
+            node=node,
+            info=dict(info),
+            attempts=0,
+            created_at=utc_now(),
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[crm_calls.c.call_id],
+            set_={"remote_id": stmt.excluded.remote_id, "info": stmt.excluded.info},
+        )
+        with self._db.write() as conn:
+            conn.execute(stmt)
+
+    def update_call_info(self, call_id: str, info: Mapping[str, Any]) -> None:
+        """What finish will need (who was rung, who answered) as the call goes on."""
+        stmt = sa.update(crm_calls).where(crm_calls.c.call_id == call_id).values(info=dict(info))
+        with self._db.write() as conn:
+            conn.execute(stmt)
+
+    def finish_call(self, call_id: str) -> None:
+        """The CRM has the call's end: forget it."""
+        with self._db.write() as conn:
+            conn.execute(sa.delete(crm_calls).where(crm_calls.c.call_id == call_id))
+
+    def count_call_attempt(self, call_id: str) -> None:
+        stmt = (
+            sa.update(crm_calls)
+            .where(crm_calls.c.call_id == call_id)
+            .values(attempts=crm_calls.c.attempts + 1)
+        )
+        with self._db.write() as conn:
+            conn.execute(stmt)
+
+    def open_calls(self, node: str) -> list[OpenCrmCall]:
+        """This node's calls registered in the CRM and not finished there, oldest first."""
+        query = (
+            sa.select(crm_calls).where(crm_calls.c.node == node).order_by(crm_calls.c.created_at)
+        )
+        with self._db.read() as conn:
+            return [
+                OpenCrmCall(
+                    call_id=row["call_id"],
+                    remote_id=row["remote_id"],
+                    node=row["node"],
+                    info=row["info"],
+                    attempts=row["attempts"],
+                    created_at=row["created_at"],
+                )
+                for row in conn.execute(query).mappings()
+            ]
+
+    # -- a local application's OAuth tokens ------------------------------------------------
+
+    def tokens(self, portal: str) -> CrmTokens | None:
+        query = sa.select(crm_tokens).where(crm_tokens.c.portal == portal)
+        with self._db.read() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        return CrmTokens(
+            portal=row["portal"],
+            access_token=row["access_token"],
+            refresh_token=row["refresh_token"],
+            expires_at=row["expires_at"],
+            endpoint=row["endpoint"],
+            application_token=row["application_token"],
+            user_id=row["user_id"],
+        )
+
+    def save_tokens(self, tokens: CrmTokens) -> None:
+        values = {
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "expires_at": instant("expires_at", tokens.expires_at),
+            "endpoint": tokens.endpoint,
+            "application_token": tokens.application_token,
+            "user_id": tokens.user_id,
+            "updated_at": utc_now(),
+        }
+        stmt = self._db.insert(crm_tokens).values(portal=tokens.portal, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=[crm_tokens.c.portal], set_=values)
+        with self._db.write() as conn:
+            conn.execute(stmt)
 
 
 def _contact(row: Mapping[str, Any]) -> Contact:

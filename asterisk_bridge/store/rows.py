@@ -9,7 +9,7 @@ section 6/7 shapes live here, next to the fields they describe, and nowhere else
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -210,6 +210,31 @@ class Lead:
             "call_id": self.call_id,
             "created_at": iso(self.created_at),
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CrmTokens:
+    """A CRM local application's OAuth tokens for one portal."""
+
+    portal: str
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: datetime
+    endpoint: str  # the portal's REST URL, e.g. https://yourcompany.bitrix24.com/rest/
+    application_token: str | None = field(default=None, repr=False)
+    user_id: str | None = None  # who installed the application
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenCrmCall:
+    """A call registered in the CRM's telephony journal (Bitrix24 CALL_ID), not finished."""
+
+    call_id: str
+    remote_id: str
+    node: str
+    info: Mapping[str, Any]
+    attempts: int
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -214,6 +214,38 @@ crm_pending = sa.Table(
     sa.Index("ix_crm_pending_status_due", "status", "due_at"),
 )
 
+# Calls registered in a CRM's telephony journal (Bitrix24 CALL_ID) and not finished there
+# yet. Kept in the store, not in memory only: a node restarted between register and finish
+# still finishes them (with the details the store has), so the portal never shows a call
+# hanging forever. `node` is the journal node that owns the call.
+crm_calls = sa.Table(
+    "crm_calls",
+    metadata,
+    sa.Column("call_id", sa.String, primary_key=True),
+    sa.Column("remote_id", sa.String, nullable=False),
+    sa.Column("node", sa.String, nullable=False),
+    sa.Column("info", _json(), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_crm_calls_node", "node"),
+)
+
+# OAuth tokens of a CRM's local application (Bitrix24 crm.auth: app), one row per portal:
+# in the store, so every node shares the one refresh token the portal honours (a refresh
+# invalidates the previous token) and a restart needs no new install.
+crm_tokens = sa.Table(
+    "crm_tokens",
+    metadata,
+    sa.Column("portal", sa.String, primary_key=True),
+    sa.Column("access_token", sa.String, nullable=False),
+    sa.Column("refresh_token", sa.String, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("endpoint", sa.String, nullable=False),
+    sa.Column("application_token", sa.String, nullable=True),
+    sa.Column("user_id", sa.String, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 hold_music = sa.Table(
     "hold_music",
     metadata,

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from ..calls.core.context import CallObserverBase
 from ..config.schema import Config, TranscriptionSettings
 from ..crm import CrmService
 from ..policy.quota import quota_period
@@ -206,15 +207,12 @@ class TranscriptionWorker:
             await asyncio.wait_for(asyncio.shield(give_back()), GIVE_BACK_SECONDS)
 
 
-class WakeOnRecorded:
+class WakeOnRecorded(CallObserverBase):
     """A call observer (registered by app.py): a call saved with a recording to transcribe
     wakes the worker, so its transcript does not wait for the next poll."""
 
     def __init__(self, worker: TranscriptionWorker) -> None:
         self._worker = worker
-
-    async def employee_answered(self, call: object, employee_id: str) -> None:
-        return None
 
     async def finished(self, call: object, details: CallDetails) -> None:
         if details.transcript_status == TranscriptStatus.PENDING:

@@ -159,12 +159,12 @@ async def test_bitrix24_portal_sees_register_finish_and_the_recording(
         await harness.ended(leg, timeout=20)
         (call,) = await calls_done(app)
         await app.crm.drain()
-        methods = server.methods()
-        assert "telephony.externalcall.register" in methods
-        (register,) = server.by_method("telephony.externalcall.register")
-        assert register.json["PHONE_NUMBER"] == "+33698000003"
-        assert register.json["LINE_NUMBER"] == "+33185000000"
-        assert register.json["TYPE"] == 2  # Bitrix24: 1 outgoing, 2 incoming
+        # Registered with anna's card as her phone rang (one batch request).
+        (register,) = portal.calls.values()
+        assert register["PHONE_NUMBER"] == "+33698000003"
+        assert register["LINE_NUMBER"] == "+33185000000"
+        assert int(register["TYPE"]) == 2  # Bitrix24: 1 outgoing, 2 incoming
+        assert [(what, user) for _, what, user in portal.cards] == [("show", "7")]
         (finish,) = server.by_method("telephony.externalcall.finish")
         assert str(finish.json["USER_ID"]) == "7"  # anna's crm_user_id
         assert str(finish.json["STATUS_CODE"]) == "200"

@@ -13,7 +13,13 @@ from asterisk_bridge.crm import CallInfo, CrmService, build_crm
 from asterisk_bridge.crm.bitrix24 import Bitrix24Crm
 from asterisk_bridge.metrics import Metrics
 from asterisk_bridge.store import Store, open_store
-from tests.unit.crm_fakes import FakeBitrix, FakeServer, load
+from tests.unit.crm_fakes import FakeBitrix, FakeServer, load, php_parse
+
+
+def php_parse_command(command: str) -> tuple[str, dict]:
+    method, _, query = command.partition("?")
+    return method, php_parse(query)
+
 
 CLIENT = "+33612345678"
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -104,23 +110,23 @@ async def test_an_unknown_phone_is_none(portal, tmp_path, store):
     assert server.methods() == ["crm.duplicate.findbycomm"]
 
 
-async def test_lead_is_added_once_per_phone_with_documented_fields(portal, tmp_path, store):
+async def test_a_lead_numcfg_makes_is_added_once_per_phone_with_documented_fields(portal, tmp_path):
+    """numcfg makes a lead itself only when Bitrix24 could not at register (it was down):
+    crm.lead.add, after a look-up, for the employee who answered."""
     _fake, server = portal
-    crm = service_for(tmp_path, server, store)
-    number = load(tmp_path).numbers["paris"]
-    number = number.model_copy(
-        update={"crm": number.crm.model_copy(update={"create_lead": "both"})}
+    backend = Bitrix24Crm(
+        url=f"{server.url}/rest/1/abc123/",
+        timeout=1.0,
+        employees=lambda: load(tmp_path, employee_extra=MAPPED).employees,
     )
-    first = await crm.lead_for_call(
-        number_cfg=number, phone=CLIENT, direction="incoming", call=call("c1")
+    first = await backend.create_lead(phone=CLIENT, source="CALL", responsible="anna", call=call())
+    second = await backend.create_lead(
+        phone=CLIENT, source="CALL", responsible="anna", call=call("c2")
     )
-    second = await crm.lead_for_call(
-        number_cfg=number, phone=CLIENT, direction="incoming", call=call("c2")
-    )
-    await crm.close()
+    await backend.close()
 
-    assert first == {"entity": "lead", "id": "101", "created": True}
-    assert second == {"entity": "lead", "id": "101", "created": False}
+    assert (first.entity.id, first.created) == ("101", True)
+    assert (second.entity.id, second.created) == ("101", False)
     adds = server.by_method("crm.lead.add")
     assert len(adds) == 1
     assert adds[0].json == {
@@ -150,34 +156,46 @@ async def test_call_journal_registers_finishes_and_attaches_the_recording(portal
     recording.write_bytes(b"RIFF....WAVEfmt fake audio")
     crm = service_for(tmp_path, server, store)
     info = call("c1", employee=None)
-    await crm.notify_started(info, create_crm=True)
+    await crm.notify_started(info)
+    await crm.notify_ringing(info, ["anna"])
     await crm.notify_answered(info, "anna")
     await crm.notify_finished(
         info, duration=42, disposition="answered", rating=5, recording_path=str(recording)
     )
     await crm.close()  # drains the fire-and-forget events
 
+    # Registered when anna's phone started ringing, with her card, in one request.
     assert server.methods() == [
-        "telephony.externalcall.register",
+        "batch",
         "telephony.externalcall.finish",
         "telephony.externalCall.attachRecord",
     ]
-    register, finish, attach = (seen.json for seen in server.requests)
-    assert register == {
-        "USER_ID": "1",  # nobody answered yet: the webhook's own user
-        "PHONE_NUMBER": CLIENT,
-        "LINE_NUMBER": "+33185000000",
-        "TYPE": 2,
-        "CALL_START_DATE": "2026-11-27T08:00:00+00:00",
-        "CRM_CREATE": 1,
-        "SHOW": 0,
-        "EXTERNAL_CALL_ID": "c1",
-    }
+    batch, finish, attach = (seen.json for seen in server.requests)
+    commands = {key: php_parse_command(cmd) for key, cmd in batch["cmd"].items()}
+    assert commands["register"] == (
+        "telephony.externalcall.register",
+        {
+            "USER_ID": "17",  # anna, whose phone rang first
+            "PHONE_NUMBER": CLIENT,
+            "LINE_NUMBER": "+33185000000",
+            "TYPE": "2",
+            "CALL_START_DATE": "2026-11-27T08:00:00+00:00",
+            "CRM_CREATE": "0",
+            "SHOW": "0",
+            "ADD_TO_CHAT": "0",
+            "EXTERNAL_CALL_ID": "c1",
+        },
+    )
+    assert commands["show"] == (
+        "telephony.externalcall.show",
+        {"CALL_ID": "$result[register][CALL_ID]", "USER_ID": ["17"]},
+    )
     assert finish == {
         "CALL_ID": "externalCall.c1",
         "USER_ID": "17",  # anna answered
         "DURATION": 42,
         "STATUS_CODE": "200",
+        "ADD_TO_CHAT": 0,
         "VOTE": 5,
     }
     assert attach == {

@@ -104,6 +104,16 @@ async def journal(crm: CrmService, call_id: str) -> None:
 # -- the token bucket and the backoff, alone ---------------------------------------------------
 
 
+async def test_headroom_leaves_the_last_slots_of_the_remote_bucket_unused():
+    bucket = TokenBucket(per_second=20, burst=10, headroom=2)
+    started = time.monotonic()
+    for _ in range(8):
+        await bucket.acquire(urgent=True)
+    assert time.monotonic() - started < 0.03
+    await bucket.acquire(urgent=True)  # the 9th waits a leak interval (1/20 s)
+    assert time.monotonic() - started >= 0.04
+
+
 async def test_the_bucket_gives_a_burst_at_once_then_its_rate():
     bucket = TokenBucket(per_second=20, burst=5)
     started = time.monotonic()

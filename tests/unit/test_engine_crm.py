@@ -25,31 +25,37 @@ async def portal() -> AsyncIterator[tuple[FakeBitrix, FakeServer]]:
         await server.stop()
 
 
-async def test_the_bitrix24_call_is_registered_bound_to_the_lead_made_for_it(
+async def test_bitrix24_makes_the_unknown_callers_lead_when_the_call_is_registered(
     start_engine_app: StartEngine, portal: tuple[FakeBitrix, FakeServer]
 ) -> None:
-    """The lead comes first, so the call registered next carries it (CRM_ENTITY_*), and
-    Bitrix24 is not asked to create a lead of its own (CRM_CREATE=0): one lead per call."""
+    """One lead per unknown caller, from one side: the call is registered with CRM_CREATE
+    and the number's lead_source (CRM_SOURCE), numcfg adds no lead of its own, and the lead
+    the portal made lands in the call's details."""
     bitrix, server = portal
     engine = await start_engine_app(
         {
             "crm": {"backend": "bitrix24", "url": f"{server.url}/rest/1/code/", "timeout": 2},
-            "numbers": {"paris": {"crm": {"create_lead": "incoming"}}},
+            "numbers": {"paris": {"crm": {"create_lead": "incoming", "lead_source": "WEB"}}},
         }
     )
     caller = await engine.incoming()
     await engine.wait_for(
-        lambda: server.by_method("telephony.externalcall.register") or None, 5, "register"
+        lambda: server.by_method("crm.duplicate.findbycomm") or None, 5, "the look-up"
     )
     await engine.hangup(caller)
     (call,) = await engine.calls_done()
-    methods = server.methods()
-    assert methods.index("crm.lead.add") < methods.index("telephony.externalcall.register")
+    await engine.app.crm.drain()
+    await engine.wait_for(
+        lambda: engine.app.store.calls.get(call["id"]).crm or None, 5, "the lead in the details"
+    )
+    assert "crm.lead.add" not in server.methods()
     (register,) = server.by_method("telephony.externalcall.register")
-    assert register.json["CRM_ENTITY_TYPE"] == "LEAD"
-    assert str(register.json["CRM_ENTITY_ID"]) == str(bitrix.next_lead)
-    assert int(register.json["CRM_CREATE"]) == 0
-    assert call["crm"] == {"entity": "lead", "id": str(bitrix.next_lead), "created": True}
+    assert int(register.json["CRM_CREATE"]) == 1
+    assert register.json["CRM_SOURCE"] == "WEB"
+    (lead,) = bitrix.lead_of_phone(register.json["PHONE_NUMBER"])
+    assert lead["SOURCE_ID"] == "WEB"
+    saved = engine.app.store.calls.get(call["id"])
+    assert saved.crm == {"entity": "lead", "id": str(bitrix.next_lead), "created": True}
     await asyncio.sleep(0)
     await engine.assert_idle()
 
@@ -75,3 +81,22 @@ async def test_a_refused_webhook_makes_ready_say_what_to_fix(
             ready = await resp.json()
     assert resp.status == 503 and ready["status"] == "degraded"
     assert any(reason.startswith("CRM refuses numcfg:") for reason in ready["reasons"])
+
+
+async def test_a_lead_numcfg_makes_gets_the_employee_who_answers_as_its_responsible(
+    start_engine_app: StartEngine,
+) -> None:
+    """The builtin CRM makes the lead when the call starts, before anyone answered; the
+    employee who takes the call becomes its responsible (reassign_lead_on_transfer off)."""
+    engine = await start_engine_app({"numbers": {"paris": {"crm": {"create_lead": "incoming"}}}})
+    engine.working("anna")
+    caller = await engine.incoming()
+    leg = await engine.next_leg()
+    await engine.answer_leg(leg)
+    await engine.wait_bridged(caller, leg)
+    await engine.hangup(caller)
+    (call,) = await engine.calls_done()
+    (lead,) = engine.app.store.crm.leads()
+    assert call["crm"] == {"entity": "lead", "id": lead.id, "created": True}
+    assert lead.responsible == "anna"
+    await engine.assert_idle()

@@ -225,7 +225,10 @@ async def test_a_hanging_backend_leaves_failed_after_timeouts_and_never_holds_th
     assert len(server.requests) == 2
     assert 0.6 <= time.monotonic() - started < 5.0  # two tries of 0.3 s, and a retry delay
     job = store.transcripts.get("c1")
-    assert job is not None and "no answer in time" in (job.last_error or "")
+    # The client's own timeout or the worker's deadline around it, whichever fires first
+    # on a busy machine: both say the backend did not answer in time.
+    error = (job.last_error or "") if job is not None else ""
+    assert "no answer in time" in error or "no transcript within 0.3 s" in error
     assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.1
 
 

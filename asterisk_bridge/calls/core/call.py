@@ -46,6 +46,7 @@ class Call:
         self.callee_hung_up_first = False
         self.persist = True  # False: no call-details record (feature codes)
         self.crm_info: Any = None  # CallInfo once the CRM was told about the call
+        self.crm_lead: Any = None  # the task finding or planning the call's lead
         self.recorder = Recorder(self)
         # A blind transfer to a queue: the queue the flow runs next (features/transfer).
         self.transfer_queue: str | None = None

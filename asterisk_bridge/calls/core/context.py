@@ -34,6 +34,31 @@ class CallObserver(Protocol):
 
     async def employee_answered(self, call: Any, employee_id: str) -> None: ...
     async def finished(self, call: Any, details: CallDetails) -> None: ...
+    # These employees' phones ring for the call now / stopped ringing, not taken.
+    async def ringing(self, call: Any, employee_ids: list[str]) -> None: ...
+    async def not_taken(self, call: Any, employee_ids: list[str]) -> None: ...
+    # The call goes out to an external number (`employee_id`'s mobile, or None).
+    async def forwarding(self, call: Any, employee_id: str | None) -> None: ...
+
+
+class CallObserverBase:
+    """Every hook of CallObserver as a no-op: an observer overrides the ones it needs,
+    and a hook added later does not break the observers that have no use for it."""
+
+    async def employee_answered(self, call: Any, employee_id: str) -> None:
+        return None
+
+    async def finished(self, call: Any, details: CallDetails) -> None:
+        return None
+
+    async def ringing(self, call: Any, employee_ids: list[str]) -> None:
+        return None
+
+    async def not_taken(self, call: Any, employee_ids: list[str]) -> None:
+        return None
+
+    async def forwarding(self, call: Any, employee_id: str | None) -> None:
+        return None
 
 
 @dataclass(kw_only=True)
@@ -92,6 +117,18 @@ class Services:
     @property
     def queues(self) -> dict[str, QueueState]:
         return self.runtime.queues
+
+    async def workdays(self) -> dict[str, str]:
+        """Employees' workday states for skip_absent_employees: numcfg's own (the store,
+        or what was last read from it while it cannot be read), overridden by the CRM's
+        work day when `crm.workday: bitrix24` (a cached answer, never a wait)."""
+        runtime = self.runtime
+        states = dict(await self.db_or(runtime.last_workdays, self.store.people.workdays))
+        runtime.last_workdays = dict(states)
+        portal = self.crm.portal_workdays() if self.crm is not None else None
+        if portal:
+            states.update(portal)
+        return states
 
     async def db(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a (short, sync) store method off the event loop."""

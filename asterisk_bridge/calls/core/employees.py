@@ -34,9 +34,14 @@ async def ring_employee(
         log.info("call %s: %s is on another call", call.record.id, employee_id)
         return Reach.NOT_REACHED
     try:
+        for observer in call.services.observers:
+            await observer.ringing(call, [employee_id])
         outcome, leg = await ring(
             call, employee.endpoint, ring_time=ring_time, caller_id=call.record.caller or None
         )
+        if leg is None:
+            for observer in call.services.observers:
+                await observer.not_taken(call, [employee_id])
         if outcome is RingOutcome.CALLER_HUNG_UP:
             return Reach.CALLER_GONE
         if leg is None:

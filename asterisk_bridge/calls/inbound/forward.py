@@ -18,9 +18,16 @@ FORWARD_RING_SECONDS = 25
 
 
 async def forward(
-    call: Call, e164: str, *, step: str, ring_time: float = FORWARD_RING_SECONDS
+    call: Call,
+    e164: str,
+    *,
+    step: str,
+    ring_time: float = FORWARD_RING_SECONDS,
+    employee_id: str | None = None,
+    caller_id: str | None = None,
 ) -> Reach:
-    """Ring an external number; refused (NOT_REACHED) outside the allowlist."""
+    """Ring an external number (`employee_id`'s mobile, if hers) showing `caller_id`
+    (default: forward_caller_id); refused (NOT_REACHED) outside the allowlist."""
     # Checked at load time too; checked again here against the config the call started
     # with AND the current one: an allowlist narrowed by a reload applies at once, even
     # to calls already in progress, and callback phones come from requests.
@@ -32,8 +39,10 @@ async def forward(
             )
             return Reach.NOT_REACHED
     endpoint = call.config.asterisk.trunk.replace("{number}", e164)
+    for observer in call.services.observers:
+        await observer.forwarding(call, employee_id)
     outcome, leg = await ring(
-        call, endpoint, ring_time=ring_time, caller_id=forward_caller_id(call)
+        call, endpoint, ring_time=ring_time, caller_id=caller_id or forward_caller_id(call)
     )
     if outcome is RingOutcome.CALLER_HUNG_UP:
         return Reach.CALLER_GONE
@@ -47,7 +56,7 @@ async def forward_to_mobile(call: Call, employee_id: str) -> Reach:
     mobile = call.config.employees[employee_id].mobile
     if not mobile:
         return Reach.NOT_REACHED
-    reach = await forward(call, mobile, step=f"mobile:{employee_id}")
+    reach = await forward(call, mobile, step=f"mobile:{employee_id}", employee_id=employee_id)
     if reach is Reach.TALKED:
         call.record.employee = employee_id
     return reach
