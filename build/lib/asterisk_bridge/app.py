@@ -1,0 +1,350 @@
+"""The one place that builds numcfg's objects, and starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .admin import set_workday
+from .api.server import build_api
+from .ari.client import AriClient
+from .ari.errors import AriError
+from .ari.events import USED_EVENT_TYPES, Event, StreamResumed
+from .ari.router import EventRouter
+from .ari.stream import EventStream
+from .calls.callback import callback_worker
+from .calls.core.claims import claims_for
+from .calls.core.context import Services
+from .calls.core.journal import Journal
+from .calls.dispatcher import Dispatcher
+from .calls.features.crm_journal import CrmJournal
+from .config import ConfigHolder
+from .config.store_source import watch_store_config
+from .crm import build_crm
+from .holdmusic import moh
+from .holdmusic.files import prepare_configured_files
+from .metrics import Metrics
+from .store import Spool, open_store
+from .transcription import TranscriptionWorker, WakeOnRecorded, build_transcriber
+
+log = logging.getLogger("numcfg")
+
+# SIGTERM lets calls in progress finish; past this they are hung up so a stuck call cannot
+# block a deploy forever.
+DRAIN_TIMEOUT_SECONDS = 600.0
+# Failed CRM lead creations are retried from the store at this pace (the CRM may be down
+# for minutes; each retry is one HTTP call per pending lead).
+CRM_RETRY_SECONDS = 60.0
+# A StasisStart read from the websocket is dispatched at once; one second is ample for
+# an in-flight one to claim its channel before reconciliation calls it an orphan.
+RECONCILE_GRACE_SECONDS = 1.0
+# Calls cancelled at the end of a drain run their (shielded, 5 s) cleanup: wait for it.
+CANCELLED_CALLS_SECONDS = 10.0
+# Hold music is reloaded in Asterisk once ARI is up; a start without ARI skips it.
+HOLD_MUSIC_CONNECT_SECONDS = 30.0
+
+
+class App:
+    def __init__(self, config_path: str | Path) -> None:
+        self.config_holder = ConfigHolder(config_path)
+        config = self.config_holder.current
+        self.metrics = Metrics()
+        self.client = AriClient(
+            base_url=config.asterisk.ari_url,
+            username=config.asterisk.username,
+            password=config.asterisk.password,
+            app=config.asterisk.app,
+            latency_observer=self.metrics.observe_ari,
+        )
+        self.store = open_store(config.store)
+        self.router = EventRouter(on_unrouted=self._on_unrouted)
+        self.crm = build_crm(
+            config,
+            store=self.store,
+            metrics=self.metrics,
+            config_source=lambda: self.config_holder.current,
+        )
+        node = socket.gethostname()
+        journal_node = f"{node}/{config.asterisk.app}"
+        # One spool file per node: two nodes sharing a folder never replay each other's.
+        spool = Spool(Path(config.storage.spool) / f"{journal_node.replace('/', '_')}.jsonl")
+        self.journal = Journal(store=self.store, spool=spool, node=journal_node)
+        # Recordings are transcribed after their call, one at a time (SPEC section 10).
+        self.transcription = TranscriptionWorker(
+            store=self.store,
+            config_source=lambda: self.config_holder.current,
+            make_transcriber=build_transcriber,
+            node=journal_node,
+            crm=self.crm,
+        )
+        self.services = Services(
+            client=self.client,
+            router=self.router,
+            config_holder=self.config_holder,
+            store=self.store,
+            metrics=self.metrics,
+            node=node,
+            journal_node=journal_node,
+            journal=self.journal,
+            claims=claims_for(self.store, node),
+            crm=self.crm,
+            observers=(CrmJournal(), WakeOnRecorded(self.transcription)),
+            set_workday=set_workday,
+        )
+        self.dispatcher = Dispatcher(self.services)
+        self.stream = EventStream(
+            client=self.client,
+            router=self.router,
+            on_connected=self.reconcile,
+            on_state=lambda up: self.metrics.ari_connected.set(1 if up else 0),
+        )
+        # Read at scrape time, so reloads from SIGHUP and from the file watcher both count.
+        self.metrics.config_reload_failed.set_function(
+            lambda: 1.0 if self.config_holder.last_error else 0.0
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reloads: set[asyncio.Task[bool]] = set()
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._stopped = asyncio.Event()
+
+    def _on_unrouted(self, event: Event) -> None:
+        self.dispatcher.on_unrouted(event)
+
+    async def reconcile(self) -> None:
+        """After a (re)connection: resync our calls, hang up orphans left in Stasis.
+
+        Every call re-checks what it owns (StreamResumed). A channel listed by ARI but not
+        owned may be a new call whose StasisStart is still on its way, so candidates get
+        a short grace period; and only channels in *our* Stasis application are orphans:
+        the app is also subscribed to the far halves of the Local legs it originates,
+        which belong to a conversation in progress.
+        """
+        try:
+            await self.client.set_event_filter(USED_EVENT_TYPES)
+        except AriError as exc:  # an older Asterisk: we simply receive everything
+            log.info("ARI event filter not set: %s", exc)
+        for sink in self.router.sinks():
+            sink.deliver(StreamResumed("StreamResumed", {}))
+        snapshot = await self.client.app_snapshot()
+        channels = [c for c in snapshot.channel_ids if self.router.owner(c) is None]
+        bridges = [b for b in snapshot.bridge_ids if self.router.owner(b) is None]
+        if not channels and not bridges:
+            return
+        await asyncio.sleep(RECONCILE_GRACE_SECONDS)
+        for channel_id in channels:
+            if self.router.owner(channel_id) is None and await self._in_our_stasis(channel_id):
+                log.warning("hanging up channel %s left in Stasis without an owner", channel_id)
+                with contextlib.suppress(AriError):
+                    await self.client.hangup(channel_id)
+        for bridge_id in bridges:
+            if self.router.owner(bridge_id) is None:
+                with contextlib.suppress(AriError):
+                    await self.client.destroy_bridge(bridge_id)
+
+    async def _in_our_stasis(self, channel_id: str) -> bool:
+        try:
+            channel = await self.client.channel(channel_id)
+        except AriError:
+            return False
+        return channel.app_name == "Stasis" and channel.app_data.split(",")[0] == self.client.app
+
+    async def start(self) -> None:
+        """Start every part in order; each registers its own teardown, so `stop` undoes
+        them in reverse, and a start that fails half-way (API port taken) undoes what it
+        had started before raising."""
+        stack = contextlib.AsyncExitStack()
+        try:
+            await self._start_parts(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def _start_parts(self, stack: contextlib.AsyncExitStack) -> None:
+        config = self.config_holder.current
+        self._warn_if_config_is_readable()
+        # Torn down last: everything else may still write to the store or call ARI.
+        stack.push_async_callback(asyncio.to_thread, self.store.close)
+        stack.push_async_callback(self.client.close)
+        stack.push_async_callback(self._close_crm)
+        await asyncio.to_thread(self.store.people.release_node, self.services.node)
+        await asyncio.to_thread(
+            self.store.callbacks.requeue_node, self.services.node, now=self.services.clock()
+        )
+        await self._close_interrupted_calls()
+        # Started before the calls' parts and so stopped after them: what the last calls
+        # write is flushed (or spooled) at the end.
+        self._background(stack, self.journal.run(), "journal", before=self._flush_journal)
+        self._background(stack, self.stream.run(), "ari-events", before=self.stream.stop)
+        self._background(stack, self._watch_config(), "config-watch")
+        self._background(stack, self._watch_store(), "store-config-watch")
+        self._background(stack, self._retry_crm(), "crm-retry")
+        self._background(stack, callback_worker(self.services), "callback-worker")
+        # Stopped before the store and the CRM close: a job in progress is given back.
+        self._background(stack, self.transcription.run(), "transcription")
+        self._background(stack, self._prepare_hold_music(), "hold-music")
+        host, _, port = config.api.listen.rpartition(":")
+        runner = web.AppRunner(build_api(self), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)  # first to go: no request meets a closed part
+        site = web.TCPSite(runner, host or "127.0.0.1", int(port))
+        await site.start()
+        log.info("numcfg API on http://%s", config.api.listen)
+
+    def _warn_if_config_is_readable(self) -> None:
+        """The config names secrets' variables and the store URL: say so when anyone on
+        the host may read it."""
+        try:
+            mode = self.config_holder.path.stat().st_mode
+        except OSError:
+            return
+        if mode & stat.S_IROTH:
+            log.warning(
+                "%s is world-readable (mode %o): chmod o-r it",
+                self.config_holder.path,
+                mode & 0o777,
+            )
+
+    async def _close_interrupted_calls(self) -> None:
+        """Calls this node had up when it was killed get their details now."""
+        try:
+            closed = await asyncio.to_thread(
+                self.store.calls.close_interrupted,
+                node=self.services.journal_node,
+                now=self.services.clock(),
+            )
+        except Exception as exc:  # a store fault must not keep numcfg from serving calls
+            log.warning("calls left open by the last run not closed: %s", exc)
+            return
+        if closed:
+            log.warning("closed %d call(s) left open by the last run", len(closed))
+
+    def _background(
+        self,
+        stack: contextlib.AsyncExitStack,
+        coro: Coroutine[Any, Any, None],
+        name: str,
+        *,
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Run `coro` for the life of the app; at stop, `before` (a clean stop) then cancel."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+
+        async def end() -> None:
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await before()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+        stack.push_async_callback(end)
+
+    async def _flush_journal(self) -> None:
+        await self.journal.flush()
+
+    async def _close_crm(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.crm.close()
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _watch_config(self) -> None:
+        try:
+            await self.config_holder.watch()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("config watcher stopped; SIGHUP still reloads")
+
+    async def _watch_store(self) -> None:
+        """Configs published with `numcfg apply` (PostgreSQL LISTEN/NOTIFY); on SQLite
+        this returns at once and the file is the source."""
+
+        def on_text(version: int, text: str) -> None:
+            self.config_holder.reload_text(text, f"store:v{version}")
+
+        try:
+            # The newest published version is delivered first: a node started from its
+            # file joins the shared configuration at once.
+            await watch_store_config(self.store, on_text)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("store config watcher stopped")
+
+    async def _retry_crm(self) -> None:
+        while True:
+            await asyncio.sleep(CRM_RETRY_SECONDS)
+            try:
+                await self.crm.retry_pending()
+            except Exception:
+                log.exception("CRM retry failed")
+
+    async def _prepare_hold_music(self) -> None:
+        """Convert configured hold-music files and (re)write the MOH classes Asterisk
+        includes, so uploads and `{file:}` music play from the first call."""
+        config = self.config_holder.current
+        try:
+            await asyncio.to_thread(prepare_configured_files, config, self.store)
+            await asyncio.to_thread(moh.write_moh_conf, config)
+            if await self.stream.wait_connected(HOLD_MUSIC_CONNECT_SECONDS):
+                await moh.reload_moh(self.client)
+        except Exception as exc:  # hold music must never keep numcfg from serving calls
+            log.warning("hold music not prepared: %s", exc)
+
+    def reload(self) -> bool:
+        return self.config_holder.reload()
+
+    def _reload_in_background(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.config_holder.reload_async())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:
+        """Let calls in progress finish (new inbound calls go to the backup branch)."""
+        self.services.runtime.draining = True
+        pending = list(self.services.active.values())
+        if pending:
+            log.info("waiting for %d call(s) to finish", len(pending))
+            _done, still = await asyncio.wait(pending, timeout=timeout)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=CANCELLED_CALLS_SECONDS)
+
+    async def stop(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Parsed in a thread (reload_async): a SIGHUP never stalls the calls in progress.
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+        loop.add_signal_handler(signal.SIGTERM, self._stopped.set)
+        loop.add_signal_handler(signal.SIGINT, self._stopped.set)
+        async with self:
+            await self._stopped.wait()
+            log.info("stopping: letting calls finish")
+            await self.drain()
+
+
+async def run_app(config_path: str | Path) -> None:
+    app = App(config_path)
+    await app.serve_forever()

@@ -1,0 +1,184 @@
+"""Callbacks (SPEC section 4 step 11): a missed client is called back by a free employee.
+
+A job rings a free employee first; once the employee answers, the client is dialed
+through the trunk with the number as caller ID and both are bridged. A failed attempt
+is retried `delay` seconds later, up to `attempts` times. Jobs live in the store, so they
+survive restarts and are shared (claimed atomically) by several nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from ..ari.errors import AriError
+from ..ari.inbox import new_id
+from ..policy.numbers import allowed_external, is_e164
+from ..policy.queue import may_ring, workday_of
+from ..policy.route import wants_callback
+from ..policy.types import Direction, Disposition
+from ..store import CallbackJob
+from .core.call import Call
+from .core.connect import DIAL_GUARD_SECONDS, RingOutcome, await_answer, wait_in_stasis
+from .core.context import Services
+from .core.details import CallRecord
+from .core.employees import Reach
+from .inbound.forward import forward
+
+log = logging.getLogger("numcfg.calls")
+
+# The employee's phone rings this long before the attempt counts as failed.
+CALLBACK_EMPLOYEE_RING_SECONDS = 20
+# Due jobs are looked for at this pace; a callback a few seconds late is fine, and each
+# look is one indexed query.
+CALLBACK_SCAN_SECONDS = 5.0
+
+
+async def missed_call_callback(call: Call) -> None:
+    """After a missed or abandoned incoming call: queue a callback when the number asks."""
+    number = call.config.numbers.get(call.record.number or "")
+    phone = call.record.caller
+    if number is None or number.callback is None:
+        return
+    if not wants_callback(call.record.direction, call.record.disposition or ""):
+        return
+    if not is_e164(phone) or not allowed_external(phone, call.config.account.external_allowlist):
+        log.info("call %s: no callback to %r (not an allowed E.164 number)", call.record.id, phone)
+        return
+    await call.services.journal.add_callback(
+        number=call.record.number,
+        phone=phone,
+        attempts=number.callback.attempts,
+        delay=number.callback.delay,
+        due_at=call.services.clock(),
+        reason=call.record.disposition,
+    )
+
+
+async def callback_worker(services: Services) -> None:
+    """Runs for the life of the app: executes due jobs one at a time per node. Stops
+    taking jobs once the app drains; an attempt in progress is a call like any other
+    (tracked in `services.active`, so the drain waits for it), the worker itself is not."""
+    while not services.draining:
+        try:
+            job = await services.db(
+                services.store.callbacks.claim_due, services.clock(), node=services.node
+            )
+        except Exception:
+            log.exception("callback scan failed")
+            job = None
+        if job is None:
+            await asyncio.sleep(CALLBACK_SCAN_SECONDS)
+            continue
+        if services.draining:
+            # SIGTERM came while the claim was in flight: the drain no longer waits for
+            # new work, so hand the job back untouched rather than start ringing.
+            await services.db(
+                services.store.callbacks.give_back, job.id, node=services.node, now=services.clock()
+            )
+            return
+        attempt = asyncio.create_task(_attempt(services, job))
+        key = f"callback:{job.id}"
+        services.active[key] = attempt
+        try:
+            await attempt
+        finally:
+            services.active.pop(key, None)
+
+
+async def _attempt(services: Services, job: CallbackJob) -> None:
+    success = False
+    try:
+        success = await run_callback(services, job)
+    except Exception:
+        log.exception("callback %s failed", job.id)
+    finally:
+        await services.db(
+            services.store.callbacks.finish_attempt,
+            job.id,
+            success=success,
+            now=services.clock(),
+        )
+
+
+async def run_callback(services: Services, job: CallbackJob) -> bool:
+    config = services.config_holder.current
+    number = config.numbers.get(job.number)
+    if number is None:
+        return False
+    employee_id = await _free_employee(services, config, number)
+    if employee_id is None:
+        log.info("callback %s: no free employee, retry in %ss", job.id, job.delay)
+        return False
+    leg_id = new_id("cb")
+    record = CallRecord(
+        id=uuid.uuid4().hex,
+        number=job.number,
+        direction=Direction.CALLBACK,
+        caller=number.number,
+        callee=job.phone,
+    )
+    call = Call(services=services, channel_id=leg_id, record=record, config=config)
+    services.metrics.call_started()
+    await call.note_progress()
+    claimed = await services.claims.claim(employee_id, record.id)
+    try:
+        if not claimed:
+            record.disposition = Disposition.MISSED
+            return False
+        employee = config.employees[employee_id]
+        with call.inbox.watch(leg_id) as leg_events:
+            try:
+                # The employee sees the client's number: they know who they are calling back.
+                await services.client.create_channel(
+                    endpoint=employee.endpoint,
+                    channel_id=leg_id,
+                    app_args="callback",
+                    caller_id=job.phone,
+                )
+                await wait_in_stasis(call, leg_events, leg_id)
+                await services.client.dial(leg_id, timeout=CALLBACK_EMPLOYEE_RING_SECONDS)
+            except AriError as exc:
+                log.warning("callback %s: cannot ring %s: %s", job.id, employee_id, exc)
+                record.disposition = Disposition.FAILED
+                return False
+            outcome = await await_answer(
+                call, leg_events, leg_id, CALLBACK_EMPLOYEE_RING_SECONDS + DIAL_GUARD_SECONDS
+            )
+        if outcome is not RingOutcome.ANSWERED:
+            record.disposition = Disposition.MISSED
+            return False
+        call.answered = True
+        record.employee = employee_id
+        call.step(f"employee:{employee_id}")
+        await call.play_prompt("transfer")
+        await call.recorder.plan()
+        reach = await forward(call, job.phone, step=f"forward:{job.phone}")
+        if reach is Reach.TALKED:
+            record.employee = employee_id
+            record.disposition = Disposition.ANSWERED
+            return True
+        record.disposition = Disposition.MISSED
+        return False
+    finally:
+        if claimed:
+            await services.claims.release(employee_id, record.id)
+        await call.cleanup()
+
+
+async def _free_employee(services: Services, config: Any, number: Any) -> str | None:
+    """A working, free employee: the number's queue members first, then anyone."""
+    members: list[str] = []
+    if number.routing.queue:
+        members = list(config.queues[number.routing.queue].members)
+    members += [e for e in config.employees if e not in members]
+    busy = await services.claims.busy()
+    workdays = await services.db_or(services.runtime.last_workdays, services.store.people.workdays)
+    for member in members:
+        if may_ring(
+            workday=workday_of(workdays.get(member)), on_call=member in busy, skip_absent=True
+        ):
+            return member
+    return None

@@ -1,0 +1,184 @@
+"""The call engine's writes to the store, in order and off the calls' path.
+
+A call notes itself open, then finished; a missed call may add a callback job. All of it
+goes through one ordered queue worked by one task, so a slow, locked, full or unreachable
+store never delays or fails a call. What the store cannot take is appended to a local
+spool file (store/spool.py) and written, still in order, once the store answers again;
+meanwhile new writes queue behind the spool, so a call's "finished" can never land before
+its "open". `degraded` says why the store is behind, for /ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from ...store import CallDetails, Spool, Store
+
+log = logging.getLogger("numcfg.calls")
+
+# While writes are spooled, the store is tried again this often (one write per try).
+RETRY_SECONDS = 5.0
+# At stop, queued writes get this long; whatever is left goes to the spool.
+FLUSH_SECONDS = 5.0
+# A finished call waits this long for its details to be written (the caller is gone: no
+# one hears it), so they are in the store when the call's task ends; a store slower than
+# that gets them in the background.
+WAIT_SECONDS = 2.0
+
+OPEN, FINISHED, CALLBACK = "call_open", "call_finished", "callback"
+
+
+class Journal:
+    def __init__(self, *, store: Store, spool: Spool, node: str) -> None:
+        self._store = store
+        self._spool = spool
+        self._node = node
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any], asyncio.Future[bool]]] = (
+            asyncio.Queue()
+        )
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.degraded: str | None = (
+            "spooled writes from an earlier run" if spool.pending() else None
+        )
+
+    # -- what calls do (never blocks) --------------------------------------------------------
+    def call_open(self, details: CallDetails) -> None:
+        self._put(OPEN, details.to_json())
+
+    async def call_finished(self, details: CallDetails, *, wait: float = WAIT_SECONDS) -> bool:
+        """Queue the details; wait up to `wait` for them to be written (True) or spooled
+        (False); past that they go on in the background."""
+        return await _at_most(self._put(FINISHED, details.to_json()), wait)
+
+    async def add_callback(
+        self,
+        *,
+        number: str,
+        phone: str,
+        attempts: int,
+        delay: float,
+        due_at: datetime,
+        reason: str,
+        wait: float = WAIT_SECONDS,
+    ) -> bool:
+        return await _at_most(
+            self._put(
+                CALLBACK,
+                {
+                    "number": number,
+                    "phone": phone,
+                    "attempts": attempts,
+                    "delay": delay,
+                    "due_at": due_at.isoformat(),
+                    "reason": reason,
+                },
+            ),
+            wait,
+        )
+
+    def _put(self, kind: str, payload: dict[str, Any]) -> asyncio.Future[bool]:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._idle.clear()
+        self._queue.put_nowait((kind, payload, done))
+        return done
+
+    # -- the worker -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Runs for the life of the app."""
+        while True:
+            if self._spool_waiting():
+                await self._drain_spool()
+                if self._spool_waiting():
+                    await asyncio.sleep(RETRY_SECONDS)
+                    await self._move_queue_to_spool()
+                    continue
+            try:
+                kind, payload, done = await asyncio.wait_for(self._queue.get(), RETRY_SECONDS)
+            except TimeoutError:
+                continue
+            try:
+                await asyncio.to_thread(self._apply, kind, payload)
+                _settle(done, True)
+            except Exception as exc:  # the store is the problem, never the call
+                self._fault(exc)
+                await asyncio.to_thread(self._spool.append, kind, payload)
+                _settle(done, False)
+            self._mark_idle()
+
+    async def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """Wait until every queued write is written or spooled; True when done in time."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        done = self._idle.is_set()
+        await self._move_queue_to_spool()
+        return done
+
+    def _spool_waiting(self) -> bool:
+        return self.degraded is not None
+
+    async def _drain_spool(self) -> None:
+        entries = await asyncio.to_thread(self._spool.pending)
+        written = 0
+        for kind, payload in entries:
+            try:
+                await asyncio.to_thread(self._apply, kind, payload)
+            except Exception as exc:
+                self._fault(exc)
+                break
+            written += 1
+        remaining = entries[written:]
+        await asyncio.to_thread(self._spool.keep_only, remaining)
+        if not remaining:
+            if self.degraded is not None:
+                log.warning("store writable again: %d spooled write(s) done", written)
+            self.degraded = None
+
+    async def _move_queue_to_spool(self) -> None:
+        """While the store is behind, new writes join the spool in order."""
+        while not self._queue.empty():
+            kind, payload, done = self._queue.get_nowait()
+            await asyncio.to_thread(self._spool.append, kind, payload)
+            _settle(done, False)
+        self._mark_idle()
+
+    def _mark_idle(self) -> None:
+        if self._queue.empty():
+            self._idle.set()
+
+    def _fault(self, exc: Exception) -> None:
+        if self.degraded is None:
+            log.warning("store not writable (%s): spooling to %s", exc, self._spool.path)
+        self.degraded = f"store not writable: {type(exc).__name__}"
+
+    def _apply(self, kind: str, payload: dict[str, Any]) -> None:
+        match kind:
+            case "call_open":
+                self._store.calls.note_open(CallDetails.from_json(payload), node=self._node)
+            case "call_finished":
+                self._store.calls.save(CallDetails.from_json(payload))
+            case "callback":
+                self._store.callbacks.add(
+                    number=payload["number"],
+                    phone=payload["phone"],
+                    attempts=payload["attempts"],
+                    delay=payload["delay"],
+                    due_at=datetime.fromisoformat(payload["due_at"]),
+                    reason=payload["reason"],
+                )
+
+
+def _settle(done: asyncio.Future[bool], written: bool) -> None:
+    if not done.done():
+        done.set_result(written)
+
+
+async def _at_most(done: asyncio.Future[bool], wait: float) -> bool:
+    try:
+        return await asyncio.wait_for(asyncio.shield(done), wait)
+    except TimeoutError:
+        return False

@@ -1,0 +1,1 @@
+"""What follows a call without steering it: recording, the CRM journal, rating."""

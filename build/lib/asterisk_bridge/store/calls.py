@@ -1,0 +1,212 @@
+"""Call details (SPEC section 7) and the journal of calls in progress (`open_calls`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from asterisk_bridge.policy.types import Direction, Disposition, TranscriptStatus
+from asterisk_bridge.store.engine import Database, NotFoundError, instant, optional_instant
+from asterisk_bridge.store.rows import CallDetails
+from asterisk_bridge.store.tables import calls, open_calls
+from asterisk_bridge.store.transcripts import add_job
+
+# The last step of a call whose node died while it was up.
+INTERRUPTED_STEP = "interrupted"
+_KEPT_ON_UPDATE = frozenset({"id", "transcript", "transcript_status"})
+
+
+class CallLog:
+    """Finished calls, one row each, and the calls still up on each node."""
+
+    def __init__(self, *, db: Database) -> None:
+        self._db = db
+
+    def save(self, details: CallDetails) -> None:
+        """Insert or replace the call `details.id`; a finished call is no longer open
+        (same transaction)."""
+        row = _row(details)
+        with self._db.write() as conn:
+            conn.execute(self._upsert(row))
+            conn.execute(sa.delete(open_calls).where(open_calls.c.call_id == details.id))
+            if details.transcript_status == TranscriptStatus.PENDING and details.recording:
+                # The call and its transcription job in one transaction: a recording to
+                # transcribe is never saved without its job, nor a job without its call.
+                add_job(
+                    conn,
+                    self._db,
+                    call_id=details.id,
+                    number=details.number,
+                    file=str(details.recording["file"]),
+                    seconds=float(details.recording.get("seconds") or 0.0),
+                )
+
+    def note_open(self, details: CallDetails, *, node: str) -> None:
+        """Note (or update) a call in progress on `node`, with its details so far."""
+        _row(details)  # the same checks as a finished call's details
+        # Kept as its SPEC section 7 record: the journal outlives numcfg versions, and that
+        # shape is the one that does not change.
+        snapshot = details.to_json()
+        stmt = self._db.insert(open_calls).values(call_id=details.id, node=node, record=snapshot)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[open_calls.c.call_id], set_={"record": stmt.excluded.record}
+        )
+        with self._db.write() as conn:
+            conn.execute(stmt)
+
+    def close_interrupted(self, *, node: str, now: datetime) -> list[str]:
+        """Close the calls `node` left open when it died: each gets its details as last
+        noted, ended now, "interrupted" at the end of its route, and the disposition it
+        had reached (answered once someone answered, else failed). Returns their ids."""
+        now = instant("now", now)
+        closed: list[str] = []
+        with self._db.write() as conn:
+            rows = conn.execute(
+                sa.select(open_calls.c.call_id, open_calls.c.record).where(
+                    open_calls.c.node == node
+                )
+            ).all()
+            for call_id, snapshot in rows:
+                noted = _from_snapshot(snapshot)
+                answered = noted.answered_at
+                final = dataclasses.replace(
+                    noted,
+                    ended_at=now,
+                    duration=round((now - (answered or noted.started_at)).total_seconds()),
+                    disposition=Disposition.ANSWERED if answered else Disposition.FAILED,
+                    route=(*noted.route, INTERRUPTED_STEP),
+                )
+                conn.execute(self._upsert(_row(final)))
+                conn.execute(sa.delete(open_calls).where(open_calls.c.call_id == call_id))
+                closed.append(call_id)
+        return closed
+
+    def get(self, call_id: str) -> CallDetails | None:
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(calls).where(calls.c.id == call_id)).mappings().first()
+        return None if row is None else _details(row)
+
+    def recent(
+        self, *, number: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[CallDetails]:
+        """Calls newest first, optionally of one number and started at or after `since`."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        query = sa.select(calls)
+        if number is not None:
+            query = query.where(calls.c.number == number)
+        if since is not None:
+            query = query.where(calls.c.started_at >= instant("since", since))
+        # id breaks ties so paging through calls started in the same microsecond is stable.
+        query = query.order_by(calls.c.started_at.desc(), calls.c.id.desc()).limit(limit)
+        with self._db.read() as conn:
+            return [_details(row) for row in conn.execute(query).mappings()]
+
+    def in_progress(
+        self, *, number: str | None = None, since: datetime | None = None
+    ) -> list[CallDetails]:
+        """Calls not finished yet, on any node, newest first, with their details as last
+        noted (at start and when answered): `ended_at` and `duration` are None."""
+        with self._db.read() as conn:
+            snapshots = [row[0] for row in conn.execute(sa.select(open_calls.c.record))]
+        found = []
+        for snapshot in snapshots:
+            details = dataclasses.replace(
+                CallDetails.from_json(snapshot), ended_at=None, duration=None
+            )
+            if number is not None and details.number != number:
+                continue
+            if since is not None and details.started_at < instant("since", since):
+                continue
+            found.append(details)
+        return sorted(found, key=lambda d: (d.started_at, d.id), reverse=True)
+
+    def attach_crm(self, call_id: str, crm: Mapping[str, Any] | None) -> None:
+        """Attach a CRM entity to a call after the fact (a lead created by a retry)."""
+        value = None if crm is None else dict(crm)
+        stmt = sa.update(calls).where(calls.c.id == call_id).values(crm=value)
+        with self._db.write() as conn:
+            if conn.execute(stmt).rowcount != 1:
+                raise NotFoundError(f"no call {call_id!r}")
+
+    def _upsert(self, row: Mapping[str, Any]) -> Any:
+        stmt = self._db.insert(calls).values(**row)
+        # The transcript is the transcription worker's to write: details saved again (a
+        # spool replayed) never put a finished transcript back to pending.
+        return stmt.on_conflict_do_update(
+            index_elements=[calls.c.id],
+            set_={key: stmt.excluded[key] for key in row if key not in _KEPT_ON_UPDATE},
+        )
+
+
+def _row(details: CallDetails) -> dict[str, Any]:
+    """The `calls` row of `details`, refusing what would read back wrong (naive times,
+    words outside the vocabularies, a route that is not a list of steps)."""
+    route = details.route
+    if not isinstance(route, list | tuple) or not all(isinstance(step, str) for step in route):
+        raise ValueError(f"call details: route must be a sequence of strings, not {route!r}")
+    return {
+        "id": details.id,
+        "number": details.number,
+        "direction": Direction(details.direction).value,
+        "caller": details.caller,
+        "callee": details.callee,
+        "employee": details.employee,
+        "started_at": instant("started_at", details.started_at),
+        "answered_at": optional_instant("answered_at", details.answered_at),
+        "ended_at": optional_instant("ended_at", details.ended_at),
+        "duration": details.duration,
+        "disposition": Disposition(details.disposition).value,
+        "route": list(route),
+        "recording": None if details.recording is None else dict(details.recording),
+        "recording_skipped": details.recording_skipped,
+        "rating": details.rating,
+        "transcript": details.transcript,
+        "crm": None if details.crm is None else dict(details.crm),
+        "transfers": [dict(entry) for entry in details.transfers] or None,
+        "transcript_status": details.transcript_status,
+    }
+
+
+def _details(row: Mapping[str, Any]) -> CallDetails:
+    return CallDetails(
+        id=row["id"],
+        number=row["number"],
+        direction=Direction(row["direction"]),
+        caller=row["caller"],
+        callee=row["callee"],
+        employee=row["employee"],
+        started_at=row["started_at"],
+        answered_at=row["answered_at"],
+        ended_at=row["ended_at"],
+        duration=row["duration"],
+        disposition=Disposition(row["disposition"] or Disposition.FAILED),
+        route=tuple(row["route"]),
+        recording=row["recording"],
+        recording_skipped=row["recording_skipped"],
+        rating=row["rating"],
+        transcript=row["transcript"],
+        crm=row["crm"],
+        transfers=tuple(row.get("transfers") or ()),
+        transcript_status=row.get("transcript_status"),
+    )
+
+
+def _from_snapshot(snapshot: Mapping[str, Any]) -> CallDetails:
+    """A journal entry (the JSON written by note_open) as details again."""
+    return _details(
+        {
+            **snapshot,
+            "started_at": _parse_time(snapshot["started_at"]),
+            "answered_at": _parse_time(snapshot.get("answered_at")),
+            "ended_at": _parse_time(snapshot.get("ended_at")),
+        }
+    )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)

@@ -1,0 +1,221 @@
+"""The transcription worker: the store's transcription jobs, one at a time, off every call.
+
+A call with `recording.transcribe` saves its details with `transcript_status: pending` and,
+in the same transaction, its job (store/calls.py). This worker claims due jobs, counts
+their minutes toward `transcription.monthly_minutes`, runs the backend under
+`transcription.timeout`, and records the text or the failure (retried `retry_delay`
+seconds later, doubling, up to `attempts` tries). A slow, hanging or failing backend only
+delays transcripts: calls never wait for this worker, and it never waits for a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from ..config.schema import Config, TranscriptionSettings
+from ..crm import CrmService
+from ..policy.quota import quota_period
+from ..policy.types import TranscriptStatus
+from ..store import STORE_FAULTS, CallDetails, Store, TranscriptionJob
+from .base import Transcriber, TranscriptionError
+
+log = logging.getLogger("numcfg.transcription")
+
+# New jobs are looked for this often: a transcript minutes after the call is the promise,
+# and one indexed query every few seconds costs nothing.
+POLL_SECONDS: Final = 2.0
+# A store that cannot be read is asked again this much later (said once, not per poll).
+STORE_RETRY_SECONDS: Final = 10.0
+# Retry delays double from transcription.retry_delay up to this.
+MAX_RETRY_DELAY_SECONDS: Final = 3600.0
+# A job interrupted by a stop is given back to the store within this.
+GIVE_BACK_SECONDS: Final = 5.0
+
+TranscriberFactory = Callable[[TranscriptionSettings], Transcriber]
+
+
+class TranscriptionWorker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        config_source: Callable[[], Config],
+        make_transcriber: TranscriberFactory,
+        node: str,
+        crm: CrmService | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        """`config_source` is read per job, so a reload's settings apply to the next one."""
+        self._store = store
+        self._config = config_source
+        self._make = make_transcriber
+        self._node = node
+        self._crm = crm
+        self._clock = clock
+        self._poll = poll_seconds
+        self._transcriber: Transcriber | None = None
+        self._built_for: tuple[object, ...] | None = None
+        self._wake = asyncio.Event()
+        self._store_down = False
+
+    def wake(self) -> None:
+        """Look for a due job now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Runs for the life of the app; cancelled at stop (a job in progress is given
+        back to the store, and pocketsphinx stops at the next pause in the speech)."""
+        with contextlib.suppress(*STORE_FAULTS):
+            await asyncio.to_thread(
+                self._store.transcripts.requeue_node, self._node, now=self._clock()
+            )
+        try:
+            while True:
+                job = await self._claim()
+                if job is None:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._poll)
+                    continue
+                await self._work(job)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        transcriber, self._transcriber = self._transcriber, None
+        if transcriber is not None:
+            with contextlib.suppress(Exception):
+                await transcriber.close()
+
+    async def _claim(self) -> TranscriptionJob | None:
+        try:
+            job = await asyncio.to_thread(
+                self._store.transcripts.claim_due, self._clock(), node=self._node
+            )
+        except STORE_FAULTS as exc:
+            if not self._store_down:
+                log.warning("transcription jobs cannot be read (%s): trying again", exc)
+            self._store_down = True
+            await asyncio.sleep(STORE_RETRY_SECONDS)
+            return None
+        if self._store_down:
+            log.warning("transcription jobs readable again")
+        self._store_down = False
+        return job
+
+    async def _work(self, job: TranscriptionJob) -> None:
+        try:
+            await self._transcribe(job)
+        except asyncio.CancelledError:
+            await self._give_back(job)
+            raise
+        except STORE_FAULTS as exc:
+            # Its claim goes stale and another try (here or on another node) takes it.
+            log.warning("transcription of call %s not recorded: %s", job.call_id, exc)
+
+    async def _transcribe(self, job: TranscriptionJob) -> None:
+        config = self._config()
+        settings = config.transcription
+        jobs = self._store.transcripts
+        cap = None if settings.monthly_minutes is None else settings.monthly_minutes * 60.0
+        period = quota_period(self._clock(), config.account.timezone)
+        if not await asyncio.to_thread(jobs.charge, job.call_id, period=period, cap_seconds=cap):
+            log.info(
+                "call %s not transcribed: transcription.monthly_minutes (%s) used up in %s",
+                job.call_id,
+                settings.monthly_minutes,
+                period,
+            )
+            return
+        number = config.numbers.get(job.number or "")
+        language = settings.language or (number.spoken_language if number else "en")
+        # Only files inside the recordings folder, whatever the job says.
+        path = Path(config.storage.recordings) / Path(job.file).name
+        try:
+            async with asyncio.timeout(settings.timeout):
+                backend = await self._backend(settings)
+                text = await backend.transcribe(path, language=language)
+        except TimeoutError:
+            await self._failed(job, settings, f"no transcript within {settings.timeout:g} s")
+            return
+        except TranscriptionError as exc:
+            await self._failed(job, settings, str(exc))
+            return
+        except Exception as exc:  # a backend bug must not stop the worker
+            log.exception("transcription of call %s: unexpected error", job.call_id)
+            await self._failed(job, settings, repr(exc))
+            return
+        await asyncio.to_thread(jobs.finish, job.call_id, text=text, now=self._clock())
+        log.info("call %s transcribed (%d words)", job.call_id, len(text.split()))
+        await self._to_crm(job.call_id, text)
+
+    async def _failed(
+        self, job: TranscriptionJob, settings: TranscriptionSettings, error: str
+    ) -> None:
+        delay = min(settings.retry_delay * 2**job.attempts_made, MAX_RETRY_DELAY_SECONDS)
+        status = await asyncio.to_thread(
+            self._store.transcripts.fail,
+            job.call_id,
+            error=error,
+            attempts=settings.attempts,
+            retry_in=delay,
+            now=self._clock(),
+        )
+        if status is TranscriptStatus.FAILED:
+            log.warning(
+                "call %s: transcription failed after %d tries: %s",
+                job.call_id,
+                settings.attempts,
+                error,
+            )
+        else:
+            log.info("call %s: transcription failed (%s), again in %g s", job.call_id, error, delay)
+
+    async def _backend(self, settings: TranscriptionSettings) -> Transcriber:
+        """The backend for the current settings; rebuilt when a reload changed them."""
+        key = (settings.backend, settings.url, settings.model, settings.api_key, settings.timeout)
+        if self._transcriber is None or key != self._built_for:
+            await self.close()
+            self._transcriber = self._make(settings)
+            self._built_for = key
+        return self._transcriber
+
+    async def _to_crm(self, call_id: str, text: str) -> None:
+        if self._crm is None or not text:
+            return
+        details = await asyncio.to_thread(self._store.calls.get, call_id)
+        if details is None:
+            return
+        await self._crm.notify_transcript(details, text)
+
+    async def _give_back(self, job: TranscriptionJob) -> None:
+        async def give_back() -> None:
+            await asyncio.to_thread(
+                self._store.transcripts.give_back, job.call_id, node=self._node, now=self._clock()
+            )
+
+        # Shielded: the worker is being cancelled, the job must still go back.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(give_back()), GIVE_BACK_SECONDS)
+
+
+class WakeOnRecorded:
+    """A call observer (registered by app.py): a call saved with a recording to transcribe
+    wakes the worker, so its transcript does not wait for the next poll."""
+
+    def __init__(self, worker: TranscriptionWorker) -> None:
+        self._worker = worker
+
+    async def employee_answered(self, call: object, employee_id: str) -> None:
+        return None
+
+    async def finished(self, call: object, details: CallDetails) -> None:
+        if details.transcript_status == TranscriptStatus.PENDING:
+            self._worker.wake()
