@@ -32,6 +32,7 @@ from .config.store_source import watch_store_config
 from .crm import build_crm
 from .holdmusic import moh
 from .holdmusic.files import prepare_configured_files
+from .install.prompt_check import check_sounds
 from .metrics import Metrics
 from .store import Spool, open_store
 from .transcription import TranscriptionWorker, WakeOnRecorded, build_transcriber
@@ -51,6 +52,9 @@ RECONCILE_GRACE_SECONDS = 1.0
 CANCELLED_CALLS_SECONDS = 10.0
 # Hold music is reloaded in Asterisk once ARI is up; a start without ARI skips it.
 HOLD_MUSIC_CONNECT_SECONDS = 30.0
+# Asterisk's sounds are checked once ARI is up, then at this pace: a later
+# `numcfg install-asterisk` (or a config naming a new greeting) shows in /ready within it.
+SOUND_CHECK_SECONDS = 300.0
 
 
 class App:
@@ -111,6 +115,8 @@ class App:
         self.metrics.config_reload_failed.set_function(
             lambda: 1.0 if self.config_holder.last_error else 0.0
         )
+        # The sounds numcfg will play that Asterisk lacks; None until Asterisk has said.
+        self.missing_sounds: list[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[bool]] = set()
         self._stack: contextlib.AsyncExitStack | None = None
@@ -192,6 +198,7 @@ class App:
         # Stopped before the store and the CRM close: a job in progress is given back.
         self._background(stack, self.transcription.run(), "transcription")
         self._background(stack, self._prepare_hold_music(), "hold-music")
+        self._background(stack, self._watch_sounds(), "sound-check")
         host, _, port = config.api.listen.rpartition(":")
         runner = web.AppRunner(build_api(self), access_log=None)
         await runner.setup()
@@ -307,6 +314,32 @@ class App:
                 await moh.reload_moh(self.client)
         except Exception as exc:  # hold music must never keep numcfg from serving calls
             log.warning("hold music not prepared: %s", exc)
+
+    async def check_sounds(self) -> list[str] | None:
+        """Ask Asterisk which of the sounds numcfg plays it lacks; log them once per
+        change. An Asterisk that cannot answer leaves the last answer standing."""
+        try:
+            missing = await check_sounds(self.client, self.config_holder.current)
+        except AriError as exc:
+            log.info("sounds not checked: %s", exc)
+            return self.missing_sounds
+        if missing and missing != self.missing_sounds:
+            log.warning(
+                "Asterisk lacks %d sound(s) numcfg plays (callers would hear nothing): %s; "
+                "run numcfg install-asterisk",
+                len(missing),
+                ", ".join(missing),
+            )
+        elif not missing and self.missing_sounds:
+            log.info("Asterisk now has every sound numcfg plays")
+        self.missing_sounds = missing
+        return missing
+
+    async def _watch_sounds(self) -> None:
+        while True:
+            if self.stream.connected or await self.stream.wait_connected(SOUND_CHECK_SECONDS):
+                await self.check_sounds()
+            await asyncio.sleep(SOUND_CHECK_SECONDS)
 
     def reload(self) -> bool:
         return self.config_holder.reload()

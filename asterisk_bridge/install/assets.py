@@ -16,6 +16,24 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PACKAGED = PACKAGE_DIR / "assets"
 CHECKOUT_SOUNDS = PACKAGE_DIR.parent / "sounds"
 
+# The prompts numcfg plays (sounds/prompts.yaml; tests/unit/test_prompt_check.py keeps the
+# two the same).
+PROMPT_NAMES: tuple[str, ...] = (
+    "welcome",
+    "recording-warning",
+    "not-in-service",
+    "invalid-extension",
+    "ivr-main",
+    "ivr-invalid",
+    "voicemail-intro",
+    "after-hours",
+    "rating",
+    "rating-thanks",
+    "please-hold",
+    "queue-position",
+    "goodbye",
+    "transfer",
+)
 # The hold-music prompt each class opens with (sounds/render: HOLD_PROMPT).
 HOLD_PROMPT = "please-hold"
 # One numcfg-<lang> class directory, in play order (sort=alpha): "please hold" first, as

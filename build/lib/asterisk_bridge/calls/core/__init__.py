@@ -1,2 +1,0 @@
-"""The call engine's mechanics: a call and its dependencies, ringing and bridging,
-employee claims, the call details, kept audio files."""

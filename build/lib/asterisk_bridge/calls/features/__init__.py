@@ -1,1 +1,0 @@
-"""What follows a call without steering it: recording, the CRM journal, rating."""

@@ -1,1 +1,0 @@
-"""Installing numcfg's files into an Asterisk: the packaged sounds and the installer."""
