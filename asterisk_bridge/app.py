@@ -36,6 +36,7 @@ from .install.prompt_check import check_sounds
 from .metrics import Metrics
 from .store import Spool, open_store
 from .transcription import TranscriptionWorker, WakeOnRecorded, build_transcriber
+from .voicemail_mail import VoicemailMailer
 
 log = logging.getLogger("numcfg")
 
@@ -90,6 +91,8 @@ class App:
             node=journal_node,
             crm=self.crm,
         )
+        # Voicemail emailed to its employee after the call (SPEC section 13).
+        self.voicemail_mail = VoicemailMailer(config_source=lambda: self.config_holder.current)
         self.services = Services(
             client=self.client,
             router=self.router,
@@ -101,7 +104,11 @@ class App:
             journal=self.journal,
             claims=claims_for(self.store, node),
             crm=self.crm,
-            observers=(CrmJournal(), WakeOnRecorded(self.transcription)),
+            observers=(
+                CrmJournal(),
+                WakeOnRecorded(self.transcription),
+                self.voicemail_mail,
+            ),
             set_workday=set_workday,
         )
         self.dispatcher = Dispatcher(self.services)
@@ -197,6 +204,7 @@ class App:
         self._background(stack, callback_worker(self.services), "callback-worker")
         # Stopped before the store and the CRM close: a job in progress is given back.
         self._background(stack, self.transcription.run(), "transcription")
+        self._background(stack, self.voicemail_mail.run(), "voicemail-mail")
         self._background(stack, self._prepare_hold_music(), "hold-music")
         self._background(stack, self._watch_sounds(), "sound-check")
         host, _, port = config.api.listen.rpartition(":")

@@ -55,6 +55,7 @@ HttpUrl = Annotated[str, AfterValidator(formats.http_url)]
 ListenAddress = Annotated[str, AfterValidator(formats.listen_address)]
 StoreUrl = Annotated[str, AfterValidator(formats.store_url)]
 AllowPattern = Annotated[str, AfterValidator(formats.allow_pattern)]
+EmailAddress = Annotated[str, AfterValidator(formats.email_address)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -189,6 +190,8 @@ class AccountSettings(_Model):
     timezone: TimeZone = "UTC"
     admin_email: str | None = None
     smtp: str | None = None
+    # From: of numcfg's emails (a relay may only accept its own domain); None: admin_email.
+    mail_from: EmailAddress | None = None
     # fnmatch patterns; empty means no external destination at all, the safe default.
     external_allowlist: list[AllowPattern] = []
 
@@ -267,6 +270,8 @@ class Employee(_Model):
     mobile: E164 | None = None
     # bitrix24: her Bitrix24 user id, mapping CRM responsibles to her and back.
     crm_user_id: str | None = None
+    # Her voicemail is emailed here, the message attached (needs account.smtp).
+    email: EmailAddress | None = None
 
 
 class Queue(_Model):
