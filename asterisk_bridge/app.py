@@ -34,6 +34,7 @@ from .holdmusic import moh
 from .holdmusic.files import prepare_configured_files
 from .install.prompt_check import check_sounds
 from .metrics import Metrics
+from .retention import purge
 from .store import Spool, open_store
 from .transcription import TranscriptionWorker, WakeOnRecorded, build_transcriber
 from .voicemail_mail import VoicemailMailer
@@ -56,6 +57,8 @@ HOLD_MUSIC_CONNECT_SECONDS = 30.0
 # Asterisk's sounds are checked once ARI is up, then at this pace: a later
 # `numcfg install-asterisk` (or a config naming a new greeting) shows in /ready within it.
 SOUND_CHECK_SECONDS = 300.0
+# storage.keep_days is in days: an hourly pass keeps nothing more than an hour too long.
+RETENTION_SECONDS = 3600.0
 
 
 class App:
@@ -207,6 +210,7 @@ class App:
         self._background(stack, self.voicemail_mail.run(), "voicemail-mail")
         self._background(stack, self._prepare_hold_music(), "hold-music")
         self._background(stack, self._watch_sounds(), "sound-check")
+        self._background(stack, self._retention(), "retention")
         host, _, port = config.api.listen.rpartition(":")
         runner = web.AppRunner(build_api(self), access_log=None)
         await runner.setup()
@@ -348,6 +352,26 @@ class App:
             if self.stream.connected or await self.stream.wait_connected(SOUND_CHECK_SECONDS):
                 await self.check_sounds()
             await asyncio.sleep(SOUND_CHECK_SECONDS)
+
+    async def _retention(self) -> None:
+        """Purge what storage.keep_days no longer keeps, at start and then hourly."""
+        while True:
+            config = self.config_holder.current
+            if config.storage.keep_days is not None:
+                try:
+                    report = await asyncio.to_thread(
+                        purge, config, self.store, self.services.clock()
+                    )
+                except Exception as exc:  # a store or disk fault: the next pass retries
+                    log.warning("retention pass failed: %s", exc)
+                else:
+                    if report is not None and report.files:
+                        log.info(
+                            "retention: %d file(s) older than %s removed",
+                            len(report.files),
+                            report.cutoff.isoformat(timespec="seconds"),
+                        )
+            await asyncio.sleep(RETENTION_SECONDS)
 
     def reload(self) -> bool:
         return self.config_holder.reload()

@@ -221,6 +221,9 @@ class StorageSettings(_Model):
     # Call details and callback jobs the store could not take yet (it was locked, full or
     # unreachable), one file per node, written to the store once it answers again.
     spool: str = "spool"
+    # Recordings, voicemail and transcripts older than this many days are deleted (the call
+    # details keep a note: `purged`); None keeps them for ever.
+    keep_days: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] | None = None
 
 
 class CrmRateLimit(_Model):
