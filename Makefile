@@ -8,7 +8,7 @@ CONFIG ?= examples/numcfg.yaml
 export NUMCFG_ARI_PASSWORD ?= numcfg-dev-secret
 export NUMCFG_ARI_USER ?= numcfg
 
-.PHONY: setup system-deps rig rig-down run call test unit browser integration faults lint format bench clean
+.PHONY: setup system-deps rig rig-down run call test unit browser integration faults packaging lint format bench clean
 
 system-deps:
 	bash scripts/system-deps
@@ -58,6 +58,11 @@ integration: rig
 ## (tests/faults/figures.json).
 faults: rig
 	$(BIN)/pytest -q tests/faults
+
+## The wheel as users get it (built, installed in a fresh venv, install-asterisk run from
+## it), the systemd unit and the Compose file; no Asterisk needed (about a minute).
+packaging: setup
+	$(BIN)/pytest -q tests/packaging
 
 lint: setup
 	$(BIN)/ruff check .

@@ -33,9 +33,12 @@ from .config.store_source import watch_store_config
 from .crm import build_crm
 from .holdmusic import moh
 from .holdmusic.files import prepare_configured_files
+from .install.prompt_check import check_sounds
 from .metrics import Metrics
+from .retention import purge
 from .store import Spool, open_store
 from .transcription import TranscriptionWorker, WakeOnRecorded, build_transcriber
+from .voicemail_mail import VoicemailMailer
 
 log = logging.getLogger("numcfg")
 
@@ -52,6 +55,11 @@ RECONCILE_GRACE_SECONDS = 1.0
 CANCELLED_CALLS_SECONDS = 10.0
 # Hold music is reloaded in Asterisk once ARI is up; a start without ARI skips it.
 HOLD_MUSIC_CONNECT_SECONDS = 30.0
+# Asterisk's sounds are checked once ARI is up, then at this pace: a later
+# `numcfg install-asterisk` (or a config naming a new greeting) shows in /ready within it.
+SOUND_CHECK_SECONDS = 300.0
+# storage.keep_days is in days: an hourly pass keeps nothing more than an hour too long.
+RETENTION_SECONDS = 3600.0
 
 
 class App:
@@ -88,6 +96,8 @@ class App:
             node=journal_node,
             crm=self.crm,
         )
+        # Voicemail emailed to its employee after the call (SPEC section 13).
+        self.voicemail_mail = VoicemailMailer(config_source=lambda: self.config_holder.current)
         self.services = Services(
             client=self.client,
             router=self.router,
@@ -99,7 +109,11 @@ class App:
             journal=self.journal,
             claims=claims_for(self.store, node),
             crm=self.crm,
-            observers=(CrmJournal(), WakeOnRecorded(self.transcription)),
+            observers=(
+                CrmJournal(),
+                WakeOnRecorded(self.transcription),
+                self.voicemail_mail,
+            ),
             set_workday=set_workday,
         )
         self.dispatcher = Dispatcher(self.services)
@@ -113,6 +127,8 @@ class App:
         self.metrics.config_reload_failed.set_function(
             lambda: 1.0 if self.config_holder.last_error else 0.0
         )
+        # The sounds numcfg will play that Asterisk lacks; None until Asterisk has said.
+        self.missing_sounds: list[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[bool]] = set()
         self._stack: contextlib.AsyncExitStack | None = None
@@ -193,7 +209,10 @@ class App:
         self._background(stack, callback_worker(self.services), "callback-worker")
         # Stopped before the store and the CRM close: a job in progress is given back.
         self._background(stack, self.transcription.run(), "transcription")
+        self._background(stack, self.voicemail_mail.run(), "voicemail-mail")
         self._background(stack, self._prepare_hold_music(), "hold-music")
+        self._background(stack, self._watch_sounds(), "sound-check")
+        self._background(stack, self._retention(), "retention")
         host, _, port = config.api.listen.rpartition(":")
         runner = web.AppRunner(build_api(self), access_log=None)
         await runner.setup()
@@ -353,6 +372,52 @@ class App:
                 await moh.reload_moh(self.client)
         except Exception as exc:  # hold music must never keep numcfg from serving calls
             log.warning("hold music not prepared: %s", exc)
+
+    async def check_sounds(self) -> list[str] | None:
+        """Ask Asterisk which of the sounds numcfg plays it lacks; log them once per
+        change. An Asterisk that cannot answer leaves the last answer standing."""
+        try:
+            missing = await check_sounds(self.client, self.config_holder.current)
+        except AriError as exc:
+            log.info("sounds not checked: %s", exc)
+            return self.missing_sounds
+        if missing and missing != self.missing_sounds:
+            log.warning(
+                "Asterisk lacks %d sound(s) numcfg plays (callers would hear nothing): %s; "
+                "run numcfg install-asterisk",
+                len(missing),
+                ", ".join(missing),
+            )
+        elif not missing and self.missing_sounds:
+            log.info("Asterisk now has every sound numcfg plays")
+        self.missing_sounds = missing
+        return missing
+
+    async def _watch_sounds(self) -> None:
+        while True:
+            if self.stream.connected or await self.stream.wait_connected(SOUND_CHECK_SECONDS):
+                await self.check_sounds()
+            await asyncio.sleep(SOUND_CHECK_SECONDS)
+
+    async def _retention(self) -> None:
+        """Purge what storage.keep_days no longer keeps, at start and then hourly."""
+        while True:
+            config = self.config_holder.current
+            if config.storage.keep_days is not None:
+                try:
+                    report = await asyncio.to_thread(
+                        purge, config, self.store, self.services.clock()
+                    )
+                except Exception as exc:  # a store or disk fault: the next pass retries
+                    log.warning("retention pass failed: %s", exc)
+                else:
+                    if report is not None and report.files:
+                        log.info(
+                            "retention: %d file(s) older than %s removed",
+                            len(report.files),
+                            report.cutoff.isoformat(timespec="seconds"),
+                        )
+            await asyncio.sleep(RETENTION_SECONDS)
 
     def reload(self) -> bool:
         return self.config_holder.reload()

@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as distribution_version
 from zoneinfo import ZoneInfo
 
-from . import cli_admin, cli_crm, cli_holdmusic, cli_users, logs
+from . import cli_admin, cli_crm, cli_holdmusic, cli_install, cli_retention, cli_users, logs
 from .app import run_app
 from .cli_common import config_arg, default_config_path, load_config_or_exit
 from .config import ConfigError, ConfigIssue, config_json_schema, load_config, render_dialplan
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calls)
 
     # Feature commands live in their own modules, each with `register(subparsers)`.
-    for module in (cli_admin, cli_crm, cli_holdmusic, cli_users):
+    for module in (cli_admin, cli_crm, cli_holdmusic, cli_install, cli_retention, cli_users):
         module.register(sub)
     return parser
 

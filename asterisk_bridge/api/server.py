@@ -91,6 +91,7 @@ def build_api(app_state: Any) -> web.Application:
         holder = app_state.config_holder
         config_errors = [str(issue) for issue in (holder.last_error or [])]
         crm_problem = app_state.crm.problem
+        missing_sounds = app_state.missing_sounds
         reasons = [
             reason
             for reason in (
@@ -98,6 +99,7 @@ def build_api(app_state: Any) -> web.Application:
                 None if store_ok else "store unreachable",
                 app_state.journal.degraded,
                 f"CRM refuses numcfg: {crm_problem}" if crm_problem else None,
+                _missing_sounds_reason(missing_sounds) if missing_sounds else None,
             )
             if reason
         ]
@@ -106,6 +108,8 @@ def build_api(app_state: Any) -> web.Application:
             "reasons": reasons,
             "ari": ari,
             "store": store_ok,
+            # checked: whether Asterisk has answered yet; missing: `sound:` names.
+            "sounds": {"checked": missing_sounds is not None, "missing": missing_sounds or []},
             "config": {
                 "generation": holder.generation,
                 "reload_failed": bool(config_errors),
@@ -127,3 +131,17 @@ def build_api(app_state: Any) -> web.Application:
         module.add_routes(api, app_state)
     mount_console(api, app_state)  # SPEC section 11: /console/, its own login and sessions
     return api
+
+
+# /ready names this many missing sounds; the body's sounds.missing lists them all.
+READY_SOUNDS_NAMED = 5
+
+
+def _missing_sounds_reason(missing: list[str]) -> str:
+    named = ", ".join(missing[:READY_SOUNDS_NAMED])
+    more = (
+        f" and {len(missing) - READY_SOUNDS_NAMED} more"
+        if len(missing) > READY_SOUNDS_NAMED
+        else ""
+    )
+    return f"Asterisk lacks sounds numcfg plays: {named}{more} (numcfg install-asterisk)"

@@ -103,6 +103,28 @@ class LiveRecording:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SoundInfo:
+    """A sound file Asterisk can play (GET /sounds). Asterisk takes the first folder under
+    its sounds directory for a language, so numcfg's sounds/numcfg/en/welcome.wav is id
+    `en/welcome` in "language" `numcfg`; `media_names` gives both readings."""
+
+    id: str
+    languages: frozenset[str]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SoundInfo:
+        formats = data.get("formats") or []
+        return cls(
+            id=str(data.get("id", "")),
+            languages=frozenset(str(f.get("language", "")) for f in formats if f.get("language")),
+        )
+
+    def media_names(self) -> set[str]:
+        """What `sound:<name>` may say to play this file."""
+        return {self.id} | {f"{lang}/{self.id}" for lang in self.languages}
+
+
 IfExists = Literal["fail", "overwrite", "append"]
 TerminateOn = Literal["none", "any", "*", "#"]
 _IF_EXISTS = ("fail", "overwrite", "append")
@@ -560,6 +582,12 @@ class AriClient:
 
     async def delete_stored_recording(self, name: str) -> None:
         await self.request("DELETE", f"/recordings/stored/{quote(name)}")
+
+    # -- sounds ---------------------------------------------------------------------------
+    async def sounds(self) -> list[SoundInfo]:
+        """Every sound file Asterisk indexes (its sounds directory, kept current as files
+        come and go)."""
+        return [SoundInfo.from_json(s) for s in await self.request("GET", "/sounds") or []]
 
     # -- listing (reconciliation, tests) -----------------------------------------------------
     async def list_channels(self) -> list[dict[str, Any]]:

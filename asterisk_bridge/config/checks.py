@@ -290,6 +290,16 @@ def _check_transcription(config: Config) -> Iterator[Finding]:
             )
 
 
+def _check_mail(config: Config) -> Iterator[Finding]:
+    """Voicemail emails need an SMTP server to go through."""
+    if config.account.smtp:
+        return
+    for eid, employee in config.employees.items():
+        if employee.email:
+            yield ("employees", eid, "email"), "voicemail email needs account.smtp"
+            return
+
+
 _RULES: list[Callable[[Config], Iterator[Finding]]] = [
     _check_asterisk,
     _check_employees,
@@ -299,4 +309,5 @@ _RULES: list[Callable[[Config], Iterator[Finding]]] = [
     _check_numbers,
     _check_prefixes,
     _check_transcription,
+    _check_mail,
 ]

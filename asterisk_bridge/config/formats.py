@@ -49,6 +49,17 @@ def identifier(value: str) -> str:
     return value
 
 
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def email_address(value: str) -> str:
+    """One plain address (it becomes a To: or From: header: no display name, no list, no
+    line break that could add a header)."""
+    if not _EMAIL.match(value):
+        raise ValueError(f"{value!r} is not an email address such as anna@example.com")
+    return value
+
+
 def http_url(value: str) -> str:
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
         raise ValueError(f"{value!r} is not an http(s) URL, e.g. http://127.0.0.1:8088/ari")

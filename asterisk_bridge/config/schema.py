@@ -55,6 +55,7 @@ HttpUrl = Annotated[str, AfterValidator(formats.http_url)]
 ListenAddress = Annotated[str, AfterValidator(formats.listen_address)]
 StoreUrl = Annotated[str, AfterValidator(formats.store_url)]
 AllowPattern = Annotated[str, AfterValidator(formats.allow_pattern)]
+EmailAddress = Annotated[str, AfterValidator(formats.email_address)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -199,6 +200,8 @@ class AccountSettings(_Model):
     timezone: TimeZone = "UTC"
     admin_email: str | None = None
     smtp: str | None = None
+    # From: of numcfg's emails (a relay may only accept its own domain); None: admin_email.
+    mail_from: EmailAddress | None = None
     # fnmatch patterns; empty means no external destination at all, the safe default.
     external_allowlist: list[AllowPattern] = []
 
@@ -228,6 +231,9 @@ class StorageSettings(_Model):
     # Call details and callback jobs the store could not take yet (it was locked, full or
     # unreachable), one file per node, written to the store once it answers again.
     spool: str = "spool"
+    # Recordings, voicemail and transcripts older than this many days are deleted (the call
+    # details keep a note: `purged`); None keeps them for ever.
+    keep_days: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] | None = None
 
 
 class CrmRateLimit(_Model):
@@ -294,6 +300,8 @@ class Employee(_Model):
     # bitrix24: her Bitrix24 user id, mapping CRM responsibles to her and back. Unset:
     # the portal user whose inner phone number (UF_PHONE_INNER) is her extension.
     crm_user_id: str | None = None
+    # Her voicemail is emailed here, the message attached (needs account.smtp).
+    email: EmailAddress | None = None
 
 
 class Queue(_Model):

@@ -17,7 +17,8 @@ from asterisk_bridge.store.transcripts import add_job
 
 # The last step of a call whose node died while it was up.
 INTERRUPTED_STEP = "interrupted"
-_KEPT_ON_UPDATE = frozenset({"id", "transcript", "transcript_status"})
+# Retention's note too: details saved again (a spool replayed) never un-purge a call.
+_KEPT_ON_UPDATE = frozenset({"id", "transcript", "transcript_status", "purged"})
 
 
 class CallLog:
@@ -133,6 +134,34 @@ class CallLog:
             if conn.execute(stmt).rowcount != 1:
                 raise NotFoundError(f"no call {call_id!r}")
 
+    def unpurged_before(self, cutoff: datetime, *, limit: int) -> list[CallDetails]:
+        """Calls started before `cutoff` that retention has not been through yet, oldest
+        first (a batch of `limit`: a store of years is purged a batch at a time)."""
+        query = (
+            sa.select(calls)
+            .where(calls.c.started_at < instant("cutoff", cutoff), calls.c.purged.is_(None))
+            .order_by(calls.c.started_at, calls.c.id)
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return [_details(row) for row in conn.execute(query).mappings()]
+
+    def note_purged(
+        self,
+        call_id: str,
+        *,
+        purged: Mapping[str, str],
+        recording: Mapping[str, Any] | None,
+        transcript_removed: bool,
+    ) -> None:
+        """Retention went through the call: what it removed, when (an empty mapping:
+        nothing to remove, so it is not looked at again)."""
+        values: dict[str, Any] = {"purged": dict(purged), "recording": recording}
+        if transcript_removed:
+            values["transcript"] = None
+        with self._db.write() as conn:
+            conn.execute(sa.update(calls).where(calls.c.id == call_id).values(**values))
+
     def _upsert(self, row: Mapping[str, Any]) -> Any:
         stmt = self._db.insert(calls).values(**row)
         # The transcript is the transcription worker's to write: details saved again (a
@@ -169,6 +198,7 @@ def _row(details: CallDetails) -> dict[str, Any]:
         "crm": None if details.crm is None else dict(details.crm),
         "transfers": [dict(entry) for entry in details.transfers] or None,
         "transcript_status": details.transcript_status,
+        "purged": None if details.purged is None else dict(details.purged),
     }
 
 
@@ -193,6 +223,7 @@ def _details(row: Mapping[str, Any]) -> CallDetails:
         crm=row["crm"],
         transfers=tuple(row.get("transfers") or ()),
         transcript_status=row.get("transcript_status"),
+        purged=row.get("purged"),
     )
 
 

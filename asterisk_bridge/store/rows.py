@@ -47,6 +47,8 @@ class CallDetails:
     transcript_status: str | None = None
     crm: Mapping[str, Any] | None
     transfers: tuple[Mapping[str, Any], ...] = ()
+    # What storage.keep_days removed: {"recording" | "voicemail" | "transcript": ISO time}.
+    purged: Mapping[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         # Key order is the SPEC's: API clients and `numcfg calls --json` read it as shown.
@@ -70,6 +72,7 @@ class CallDetails:
             "transcript_status": self.transcript_status,
             "crm": _plain(self.crm),
             "transfers": [_plain(entry) for entry in self.transfers],
+            "purged": _plain(self.purged),
         }
 
     @classmethod
@@ -96,6 +99,7 @@ class CallDetails:
             transfers=tuple(data.get("transfers") or ()),
             # Spooled by a release without transcription: none to report.
             transcript_status=data.get("transcript_status"),
+            purged=data.get("purged"),
         )
 
 

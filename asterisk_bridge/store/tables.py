@@ -79,6 +79,9 @@ calls = sa.Table(
     sa.Column("transfers", _json(), nullable=True),  # SPEC section 8, migration 0003
     # pending | done | failed | skipped_quota (SPEC section 10); null: not transcribed.
     sa.Column("transcript_status", sa.String, nullable=True),
+    # What retention removed and when: {"recording"|"voicemail"|"transcript": ISO time}
+    # (SPEC section 13, migration 0006_install).
+    sa.Column("purged", _json(), nullable=True),
     # `numcfg calls --number X --since T` and the API list are the hot queries.
     sa.Index("ix_calls_number_started", "number", "started_at"),
     sa.Index("ix_calls_started", "started_at"),

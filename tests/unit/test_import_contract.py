@@ -33,6 +33,7 @@ REST_PREFIXES = (
     "/playbacks",
     "/asterisk/",
     "/applications",
+    "/sounds",
 )
 
 # Offenders being migrated by the call-engine rework (calls/, app.py). Keys are
