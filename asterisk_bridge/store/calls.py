@@ -169,6 +169,7 @@ def _row(details: CallDetails) -> dict[str, Any]:
         "crm": None if details.crm is None else dict(details.crm),
         "transfers": [dict(entry) for entry in details.transfers] or None,
         "transcript_status": details.transcript_status,
+        "callback_of": details.callback_of,
     }
 
 
@@ -193,6 +194,7 @@ def _details(row: Mapping[str, Any]) -> CallDetails:
         crm=row["crm"],
         transfers=tuple(row.get("transfers") or ()),
         transcript_status=row.get("transcript_status"),
+        callback_of=row.get("callback_of"),
     )
 
 
