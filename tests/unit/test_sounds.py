@@ -36,6 +36,11 @@ NAMES = [
     "queue-position",
     "goodbye",
     "transfer",
+    "virtual-hold-offer",
+    "virtual-hold-confirm",
+    "key-0",
+    "key-star",
+    "key-hash",
 ]
 MOH_FILES = ["00-please-hold.wav", "01-music.wav", "02-please-hold.wav", "03-music.wav"]
 
