@@ -125,13 +125,6 @@ async def run_queue(call: Call, queue_id: str) -> Outcome:
                 await _announce_position(call, state, waiter)
                 next_announce = time.monotonic() + ANNOUNCE_INTERVAL_SECONDS
                 continue
-            if hold is not None:  # virtual hold (SPEC section 9): the callback offer
-                offer = await hold.poll(waited)
-                if offer is Offer.REQUESTED:
-                    return Outcome.CALLBACK_REQUESTED
-                if offer is Offer.OFFERED:
-                    moh_on = not call.hung_up and await _moh(call, True)
-                    continue
             # One read of who is free per pass: it decides both whether it is our turn
             # and whom to ring.
             available = await _available_members(call, queue.members, skip_absent)
@@ -151,6 +144,13 @@ async def run_queue(call: Call, queue_id: str) -> Outcome:
                     continue
                 # A round that ended at once (every leg refused on the spot) is retried
                 # after the usual wait, never in a tight loop.
+            if hold is not None:  # virtual hold (SPEC section 9), while it is not our turn
+                offer = await hold.poll(waited)
+                if offer is Offer.REQUESTED:
+                    return Outcome.CALLBACK_REQUESTED
+                if offer is Offer.OFFERED:
+                    moh_on = not call.hung_up and await _moh(call, True)
+                    continue
             # Not our turn or nobody free: wait for a change, or re-check shortly.
             remaining = queue.max_wait - (time.monotonic() - started)
             until_announce = next_announce - time.monotonic()

@@ -203,13 +203,14 @@ async def held_worker(services: Services) -> None:
 
 
 async def _scan(services: Services) -> None:
+    known = {(qid, job_id) for qid, places in services.runtime.held.items() for job_id in places}
     jobs: list[CallbackJob] | None = await services.db_or(None, services.store.callbacks.held)
     if jobs is None:
         return  # the store is away: the lines stay as last read
     lines: dict[str, list[CallbackJob]] = {}
     for job in jobs:
         lines.setdefault(job.queue or "", []).append(job)
-    await _mirror(services, lines)
+    await _mirror(services, lines, known)
     config = services.config_holder.current
     for queue_id, queued in lines.items():
         if services.draining:
@@ -223,14 +224,22 @@ async def _scan(services: Services) -> None:
         await _serve_line(services, queue_id, queue, queued)
 
 
-async def _mirror(services: Services, lines: dict[str, list[CallbackJob]]) -> None:
+async def _mirror(
+    services: Services, lines: dict[str, list[CallbackJob]], known: set[tuple[str, str]]
+) -> None:
     """Make the node's view of the kept places the store's; wake the waiting callers of
-    every line that changed (a place ahead of them was served, on any node)."""
+    every line that changed (a place ahead of them was served, on any node). A place kept
+    by this node while the store was being read (not `known` before it) stays: the read
+    may have missed it."""
     held = services.runtime.held
     fresh = {
         qid: {job.id: job.joined_at for job in queued if job.joined_at}
         for qid, queued in lines.items()
     }
+    for qid, places in held.items():
+        for job_id, joined_at in places.items():
+            if (qid, job_id) not in known:
+                fresh.setdefault(qid, {}).setdefault(job_id, joined_at)
     changed = {qid for qid in set(held) | set(fresh) if held.get(qid) != fresh.get(qid)}
     held.clear()
     held.update(fresh)
@@ -309,8 +318,10 @@ async def _start(services: Services, job: CallbackJob, *, employee_id: str | Non
         if employee_id is not None:
             await services.claims.release(employee_id, record_id)
         return
-    line = services.runtime.held.get(job.queue or "", {})
-    line.pop(job.id, None)
+    services.runtime.held.get(job.queue or "", {}).pop(job.id, None)
+    state = services.queues.get(job.queue or "")
+    if state is not None:
+        await state.notify()  # callers behind the place move up
     log.info("callback %s: its turn in %s came (%s first)", job.id, job.queue, employee_id)
     key = f"callback:{job.id}"
     attempt = asyncio.create_task(
