@@ -79,7 +79,7 @@ class HoldOffer:
         self.queue_id = queue_id
         self.settings = settings
         self.joined_at = joined_at
-        self.due_count = 0  # offers that came due (made or not)
+        self.last_due: float | None = None  # the wait when the last offer came due
         self.made = 0  # offers actually played
 
     @classmethod
@@ -96,7 +96,7 @@ class HoldOffer:
 
     def until_next(self, waited: float) -> float:
         """Seconds until the next offer is due (the wait between passes ends then)."""
-        return next_offer_at(after=self.settings.after, offers_made=self.due_count) - waited
+        return next_offer_at(after=self.settings.after, last_offer=self.last_due) - waited
 
     async def key_pressed(self) -> None:
         """Returns when the caller presses a key after the first offer (never before:
@@ -117,9 +117,9 @@ class HoldOffer:
         the offer when it is due."""
         if self.made and pressed(self.call.inbox.take_digits(), self.settings.key):
             return await self._request()
-        if not offer_due(waited=waited, after=self.settings.after, offers_made=self.due_count):
+        if not offer_due(waited=waited, after=self.settings.after, last_offer=self.last_due):
             return Offer.NOTHING
-        self.due_count += 1
+        self.last_due = waited  # made or not (no callback possible), due again in a minute
         if not await self._may_offer():
             return Offer.NOTHING
         if not self.made:
@@ -135,13 +135,14 @@ class HoldOffer:
     async def _may_offer(self) -> bool:
         call = self.call
         phone = call.record.caller
-        # A store that cannot say is a store that could not keep the place either.
-        has_callback = await call.services.db_or(
-            True, call.services.store.callbacks.has_active, call.record.number, phone
-        )
-        allowed = may_offer(
-            phone, call.config.account.external_allowlist, has_callback=has_callback
-        )
+        allowlist = call.config.account.external_allowlist
+        allowed = may_offer(phone, allowlist, has_callback=False)
+        if allowed:  # the store is asked only about a number that may be called back
+            # A store that cannot say is a store that could not keep the place either.
+            has_callback = await call.services.db_or(
+                True, call.services.store.callbacks.has_active, call.record.number, phone
+            )
+            allowed = may_offer(phone, allowlist, has_callback=has_callback)
         if not allowed:
             log.info("call %s: no virtual-hold offer to %r", call.record.id, phone)
         return allowed

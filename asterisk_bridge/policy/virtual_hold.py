@@ -38,13 +38,18 @@ def may_offer(phone: str, allowlist: Sequence[str], *, has_callback: bool) -> bo
     return not has_callback and is_e164(phone) and allowed_external(phone, allowlist)
 
 
-def next_offer_at(*, after: float, offers_made: int) -> float:
-    """Seconds of waiting at which the next offer is due: `after`, then once a minute."""
-    return float(after) + offers_made * OFFER_INTERVAL_SECONDS
+def next_offer_at(*, after: float, last_offer: float | None) -> float:
+    """Seconds of waiting at which the next offer is due: `after` for the first, then a
+    minute after the last one (`last_offer`: the wait when it came due). Counting from
+    the last offer, not from `after`, a caller who spent minutes ringing members hears
+    the offer once when she is back, not once per minute missed."""
+    if last_offer is None:
+        return float(after)
+    return float(last_offer) + OFFER_INTERVAL_SECONDS
 
 
-def offer_due(*, waited: float, after: float, offers_made: int) -> bool:
-    return waited >= next_offer_at(after=after, offers_made=offers_made)
+def offer_due(*, waited: float, after: float, last_offer: float | None) -> bool:
+    return waited >= next_offer_at(after=after, last_offer=last_offer)
 
 
 def pressed(digits: str, key: str) -> bool:

@@ -49,26 +49,29 @@ def test_nobody_is_offered_with_an_empty_allowlist() -> None:
 
 
 @pytest.mark.parametrize(
-    ("waited", "offers_made", "expected"),
+    ("waited", "last_offer", "expected"),
     [
-        pytest.param(29.9, 0, False, id="before after: not yet"),
-        pytest.param(30.0, 0, True, id="at after: the first offer"),
-        pytest.param(31.0, 1, False, id="just after the first: not again"),
-        pytest.param(89.9, 1, False, id="a minute later, not quite"),
-        pytest.param(90.0, 1, True, id="a minute later: the second"),
-        pytest.param(150.0, 2, True, id="and once a minute after"),
-        pytest.param(400.0, 2, True, id="late passes catch up one offer at a time"),
+        pytest.param(29.9, None, False, id="before after: not yet"),
+        pytest.param(30.0, None, True, id="at after: the first offer"),
+        pytest.param(31.0, 30.0, False, id="just after the first: not again"),
+        pytest.param(89.9, 30.0, False, id="a minute later, not quite"),
+        pytest.param(90.0, 30.0, True, id="a minute later: the second"),
+        pytest.param(150.0, 90.0, True, id="and once a minute after"),
+        pytest.param(200.0, None, True, id="first due late (she was ringing members): now"),
+        pytest.param(210.0, 200.0, False, id="then a minute after that, not at once"),
     ],
 )
 def test_the_offer_comes_after_the_wait_then_once_a_minute(
-    waited: float, offers_made: int, expected: bool
+    waited: float, last_offer: float | None, expected: bool
 ) -> None:
-    assert offer_due(waited=waited, after=30, offers_made=offers_made) is expected
+    assert offer_due(waited=waited, after=30, last_offer=last_offer) is expected
 
 
 def test_the_next_offer_is_a_minute_after_the_previous() -> None:
     assert OFFER_INTERVAL_SECONDS == 60.0
-    assert [next_offer_at(after=5, offers_made=n) for n in range(3)] == [5.0, 65.0, 125.0]
+    assert next_offer_at(after=5, last_offer=None) == 5.0
+    assert next_offer_at(after=5, last_offer=5.0) == 65.0
+    assert next_offer_at(after=5, last_offer=140.0) == 200.0
 
 
 @pytest.mark.parametrize(
