@@ -28,6 +28,7 @@ from .calls.core.context import Services
 from .calls.core.journal import Journal
 from .calls.dispatcher import Dispatcher
 from .calls.features.crm_journal import CrmJournal
+from .calls.virtual_hold import held_worker
 from .config import ConfigHolder
 from .config.store_source import watch_store_config
 from .crm import build_crm
@@ -207,6 +208,8 @@ class App:
         self._background(stack, self._watch_store(), "store-config-watch")
         self._background(stack, self._retry_crm(), "crm-retry")
         self._background(stack, callback_worker(self.services), "callback-worker")
+        # Kept places of virtual hold (SPEC section 9): called back when their turn comes.
+        self._background(stack, held_worker(self.services), "virtual-hold")
         # Stopped before the store and the CRM close: a job in progress is given back.
         self._background(stack, self.transcription.run(), "transcription")
         self._background(stack, self.voicemail_mail.run(), "voicemail-mail")

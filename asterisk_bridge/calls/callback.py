@@ -55,6 +55,7 @@ async def missed_call_callback(call: Call) -> None:
         delay=number.callback.delay,
         due_at=call.services.clock(),
         reason=call.record.disposition,
+        call_id=call.record.id,
     )
 
 
@@ -80,7 +81,7 @@ async def callback_worker(services: Services) -> None:
                 services.store.callbacks.give_back, job.id, node=services.node, now=services.clock()
             )
             return
-        attempt = asyncio.create_task(_attempt(services, job))
+        attempt = asyncio.create_task(run_attempt(services, job))
         key = f"callback:{job.id}"
         services.active[key] = attempt
         try:
@@ -89,13 +90,25 @@ async def callback_worker(services: Services) -> None:
             services.active.pop(key, None)
 
 
-async def _attempt(services: Services, job: CallbackJob) -> None:
+async def run_attempt(
+    services: Services,
+    job: CallbackJob,
+    *,
+    employee_id: str | None = None,
+    record_id: str | None = None,
+) -> None:
+    """One attempt of a claimed job, its outcome written to the store. `employee_id`:
+    already claimed for `record_id` by the caller (virtual hold), released here."""
     success = False
     try:
-        success = await run_callback(services, job)
+        success = await run_callback(services, job, employee_id=employee_id, record_id=record_id)
     except Exception:
         log.exception("callback %s failed", job.id)
     finally:
+        if employee_id is not None and record_id is not None:
+            # run_callback releases its own claim; this covers an attempt that ended before
+            # it claimed her (the number was removed by a reload).
+            await services.claims.release(employee_id, record_id)
         await services.db(
             services.store.callbacks.finish_attempt,
             job.id,
@@ -104,22 +117,32 @@ async def _attempt(services: Services, job: CallbackJob) -> None:
         )
 
 
-async def run_callback(services: Services, job: CallbackJob) -> bool:
+async def run_callback(
+    services: Services,
+    job: CallbackJob,
+    *,
+    employee_id: str | None = None,
+    record_id: str | None = None,
+) -> bool:
+    """One attempt: ring a free employee (`employee_id` when the caller already chose and
+    claimed her for `record_id`, as virtual hold does), then the client."""
     config = services.config_holder.current
     number = config.numbers.get(job.number)
     if number is None:
         return False
-    employee_id = await _free_employee(services, config, number)
+    if employee_id is None:
+        employee_id = await _free_employee(services, config, number, job.queue)
     if employee_id is None:
         log.info("callback %s: no free employee, retry in %ss", job.id, job.delay)
         return False
     leg_id = new_id("cb")
     record = CallRecord(
-        id=uuid.uuid4().hex,
+        id=record_id or uuid.uuid4().hex,
         number=job.number,
         direction=Direction.CALLBACK,
         caller=number.number,
         callee=job.phone,
+        callback_of=job.call_id,
     )
     call = Call(services=services, channel_id=leg_id, record=record, config=config)
     # In the CRM's journal as a callback (Bitrix24 TYPE 4), the employee's card up.
@@ -196,11 +219,15 @@ async def employee_then_client(
         await call.cleanup()
 
 
-async def _free_employee(services: Services, config: Any, number: Any) -> str | None:
-    """A working, free employee: the number's queue members first, then anyone."""
+async def _free_employee(
+    services: Services, config: Any, number: Any, queue_id: str | None = None
+) -> str | None:
+    """A working, free employee: the members of the job's queue (virtual hold) or else
+    of the number's queue first, then anyone."""
     members: list[str] = []
-    if number.routing.queue:
-        members = list(config.queues[number.routing.queue].members)
+    queue_id = queue_id if queue_id in config.queues else number.routing.queue
+    if queue_id:
+        members = list(config.queues[queue_id].members)
     members += [e for e in config.employees if e not in members]
     busy = await services.claims.busy()
     workdays = await services.workdays()

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ..ari.errors import AriError
 from ..config.schema import Queue
@@ -17,6 +19,7 @@ from ..policy.types import Workday
 from .core.call import Call
 from .core.connect import RingOutcome, ring, ring_many
 from .core.employees import Reach, talk
+from .virtual_hold import HoldOffer, Offer, kept_places_ahead
 
 log = logging.getLogger("numcfg.calls")
 
@@ -38,8 +41,13 @@ MIN_ROUND_SECONDS = 1.0
 MIN_WAIT_SECONDS = 0.05
 
 
-async def _wait_for_change(call: Call, state: QueueState, timeout: float) -> None:
-    """Until the line changes, the caller hangs up, or `timeout` passes."""
+async def _wait_for_change(
+    call: Call,
+    state: QueueState,
+    timeout: float,
+    also: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """Until the line changes, the caller hangs up, `also` returns, or `timeout` passes."""
 
     async def changed() -> None:
         async with state.changed:
@@ -49,6 +57,8 @@ async def _wait_for_change(call: Call, state: QueueState, timeout: float) -> Non
         asyncio.ensure_future(changed()),
         asyncio.ensure_future(call.inbox.gone.wait()),
     }
+    if also is not None:
+        waits.add(asyncio.ensure_future(also()))
     try:
         await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -62,6 +72,9 @@ class Waiter:
     ringing: bool = False
     # When the caller joined the line (monotonic): the console's board shows the wait.
     joined: float = field(default_factory=time.monotonic)
+    # The same moment on the wall clock: kept places (virtual hold) are ordered against
+    # callers on the line by it, across restarts and nodes.
+    joined_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -104,6 +117,7 @@ async def run_queue(call: Call, queue_id: str) -> Outcome:
     waiting.set(len(state.waiters))
     started = time.monotonic()
     next_announce = started if queue.announce_position else float("inf")
+    hold = HoldOffer.for_caller(call, queue_id, queue, waiter.joined_at)
     moh_on = await _moh(call, True)
     try:
         while not call.hung_up:
@@ -118,7 +132,9 @@ async def run_queue(call: Call, queue_id: str) -> Outcome:
             # and whom to ring.
             available = await _available_members(call, queue.members, skip_absent)
             call.services.metrics.queue_available.labels(queue=queue_id).set(len(available))
-            if state.turn(waiter) < len(available):
+            # Kept places (virtual hold) that joined before us wait ahead of us.
+            ahead = state.turn(waiter) + kept_places_ahead(call, queue_id, waiter.joined_at)
+            if ahead < len(available):
                 round_started = time.monotonic()
                 reach = await _ring_round(call, queue_id, queue, available, waited, waiter, state)
                 if reach is Reach.TALKED:
@@ -131,11 +147,22 @@ async def run_queue(call: Call, queue_id: str) -> Outcome:
                     continue
                 # A round that ended at once (every leg refused on the spot) is retried
                 # after the usual wait, never in a tight loop.
+            if hold is not None:  # virtual hold (SPEC section 9), while it is not our turn
+                offer = await hold.poll(waited)
+                if offer is Offer.REQUESTED:
+                    return Outcome.CALLBACK_REQUESTED
+                if offer is Offer.OFFERED:
+                    moh_on = not call.hung_up and await _moh(call, True)
+                    continue
             # Not our turn or nobody free: wait for a change, or re-check shortly.
             remaining = queue.max_wait - (time.monotonic() - started)
             until_announce = next_announce - time.monotonic()
+            until_offer = hold.until_next(time.monotonic() - started) if hold else remaining
             await _wait_for_change(
-                call, state, max(MIN_WAIT_SECONDS, min(RECHECK_SECONDS, remaining, until_announce))
+                call,
+                state,
+                max(MIN_WAIT_SECONDS, min(RECHECK_SECONDS, remaining, until_announce, until_offer)),
+                also=hold.key_pressed if hold else None,
             )
     finally:
         if waiter in state.waiters:

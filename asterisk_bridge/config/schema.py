@@ -304,6 +304,26 @@ class Employee(_Model):
     email: EmailAddress | None = None
 
 
+def _key_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _one_key(value: str) -> str:
+    if len(value) != 1:
+        raise ValueError(f"{value!r}: expected one key (0-9, * or #)")
+    return value
+
+
+class VirtualHold(_Model):
+    """`queues.<id>.virtual_hold` (SPEC section 9): after `after` seconds of waiting the
+    caller is offered, once a minute, to press `key` and be called back without losing
+    their place in the line."""
+
+    # `key: 1` unquoted is YAML's integer; it means the key "1" all the same.
+    key: Annotated[Keypad, BeforeValidator(_key_text), AfterValidator(_one_key)] = "1"
+    after: Seconds = 30
+
+
 class Queue(_Model):
     members: Annotated[list[Ident], Field(min_length=1)]
     distribution: Distribution = Distribution.EVENLY
@@ -313,6 +333,7 @@ class Queue(_Model):
     announce_position: bool = False
     # Pause a member who lets this many queue calls in a row ring out (SPEC section 9).
     auto_pause_after: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] | None = None
+    virtual_hold: VirtualHold | None = None  # None: no callback offer while waiting
 
 
 class IvrMenu(_Model):

@@ -37,6 +37,9 @@ STATUS_CODES = {
     "voicemail": "304",
     "after_hours": "304",
     "abandoned": "603-S",
+    # Virtual hold: nobody talked to the caller yet; the callback is journaled as its own
+    # call (TYPE 4).
+    "callback_requested": "304",
     "declined": "603",
     "failed": "OTHER",
 }

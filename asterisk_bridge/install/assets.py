@@ -33,6 +33,11 @@ PROMPT_NAMES: tuple[str, ...] = (
     "queue-position",
     "goodbye",
     "transfer",
+    "virtual-hold-offer",
+    "virtual-hold-confirm",
+    "key-0",
+    "key-star",
+    "key-hash",
 )
 # Spoken queue positions, rendered by sounds/render beside prompts.yaml's prompts
 # (POSITION_NUMBERS there; calls/queue.py's POSITION_PROMPTS).

@@ -183,6 +183,9 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # not even tried: forward outside the allowlist, employee on a call
     CALLER_GONE = "caller_gone"  # the caller hung up
     FAILED = "failed"  # a technical failure (ARI error, CRM down)
+    # A queue caller asked to be called back keeping their place (virtual hold); the
+    # call is over (the engine hung up after confirming).
+    CALLBACK_REQUESTED = "callback_requested"
     DONE = "done"  # a step that just finished: a prompt played, a lookup, a greeting
 
 
@@ -203,7 +206,9 @@ _CRM_NO_ANSWER: Mapping[str, NoAnswer] = {
 }
 
 # Outcomes after which the call is over, whatever the step was.
-_FINAL = frozenset({Outcome.TALKED, Outcome.VOICEMAIL, Outcome.CALLER_GONE})
+_FINAL = frozenset(
+    {Outcome.TALKED, Outcome.VOICEMAIL, Outcome.CALLER_GONE, Outcome.CALLBACK_REQUESTED}
+)
 
 
 # --- steps -----------------------------------------------------------------------------
@@ -465,8 +470,9 @@ def disposition(facts: Facts, trail: Sequence[Result]) -> Disposition:
     Precedence, as the engine sets it: failed (not known or not in service), then
     after_hours (whatever the action led to), then answered (a Ring or QueueStep
     talked), forwarded (a Forward talked), voicemail (a Voicemail step was reached: the
-    call counts as voicemail before a message is left), abandoned (the caller hung up,
-    except during a Hangup action), and missed for everything else.
+    call counts as voicemail before a message is left), callback_requested (a queue
+    caller took the virtual-hold offer), abandoned (the caller hung up, except during a
+    Hangup action), and missed for everything else.
     """
     if not (facts.known and facts.in_service):
         return Disposition.FAILED
@@ -479,6 +485,8 @@ def disposition(facts: Facts, trail: Sequence[Result]) -> Disposition:
         return Disposition.FORWARDED
     if any(isinstance(r.step, Voicemail) for r in trail):
         return Disposition.VOICEMAIL
+    if any(r.outcome is Outcome.CALLBACK_REQUESTED for r in trail):
+        return Disposition.CALLBACK_REQUESTED
     if any(r.outcome is Outcome.CALLER_GONE and not isinstance(r.step, Hangup) for r in trail):
         return Disposition.ABANDONED
     return Disposition.MISSED
@@ -487,8 +495,10 @@ def disposition(facts: Facts, trail: Sequence[Result]) -> Disposition:
 def wants_callback(direction: Direction | str, disposition: Disposition | str) -> bool:
     """Whether a finished call asks for a callback job (SPEC section 4 step 11).
 
-    Only incoming calls that nobody took: missed or abandoned. Whether the number has
-    `callback` set and the caller's number is allowed are checked by the caller.
+    Only incoming calls that nobody took: missed or abandoned. A call that ended with
+    callback_requested already has its callback (virtual hold): it never asks for a
+    second one. Whether the number has `callback` set and the caller's number is
+    allowed are checked by the caller.
     """
     return direction == Direction.INCOMING and disposition in (
         Disposition.MISSED,

@@ -37,6 +37,11 @@ class Disposition(StrEnum):
     """The call could not be handled at all: unknown or disconnected number, or a
     technical failure (a callback leg that could not be created)."""
 
+    CALLBACK_REQUESTED = "callback_requested"
+    """A queue caller pressed the virtual-hold key (SPEC section 9): the call ended, the
+    caller keeps their place and is called back when it is their turn. Not missed: it
+    makes no missed-call callback of its own."""
+
 
 class Direction(StrEnum):
     """Who started the call (`direction` in the call details)."""
@@ -48,7 +53,8 @@ class Direction(StrEnum):
     """An employee dialed out through a number's prefix (`outbound,<dialed>`)."""
 
     CALLBACK = "callback"
-    """numcfg called a client back after a missed call (SPEC section 4 step 11)."""
+    """numcfg called a client back after a missed call (SPEC section 4 step 11) or when
+    their place in a queue came up (virtual hold, SPEC section 9)."""
 
 
 class Distribution(StrEnum):

@@ -33,29 +33,95 @@ class CallbackJobs:
         reason: str,
     ) -> CallbackJob:
         """Queue a callback job (first attempt at `due_at`)."""
-        if attempts < 1:
-            raise ValueError(f"attempts must be at least 1, not {attempts}")
-        if delay < 0:
-            raise ValueError(f"delay must not be negative, not {delay}")
-        job_id = new_id()
-        now = utc_now()
-        stmt = sa.insert(callbacks).values(
-            id=job_id,
-            number=number,
-            phone=phone,
-            reason=reason,
-            attempts=attempts,
-            attempts_made=0,
-            delay=delay,
-            status=CallbackStatus.PENDING.value,
-            due_at=instant("due_at", due_at),
-            created_at=now,
-            updated_at=now,
+        values = _new_job(
+            number=number, phone=phone, attempts=attempts, delay=delay, due_at=due_at, reason=reason
         )
         with self._db.write() as conn:
-            conn.execute(stmt)
-            query = sa.select(callbacks).where(callbacks.c.id == job_id)
+            conn.execute(sa.insert(callbacks).values(**values))
+            query = sa.select(callbacks).where(callbacks.c.id == values["id"])
             return _job(conn.execute(query).mappings().one())
+
+    def add_for_call(
+        self,
+        *,
+        number: str,
+        phone: str,
+        attempts: int,
+        delay: float,
+        due_at: datetime,
+        reason: str,
+        call_id: str | None,
+        queue: str | None = None,
+        joined_at: datetime | None = None,
+    ) -> CallbackJob | None:
+        """Queue the callback a call asked for (missed, or virtual hold when `queue` and
+        `joined_at` keep the caller's place in that queue's line).
+
+        None, and nothing added, when the caller already has a callback pending or in
+        progress on this number, whoever asked for it: never two at once. The unique
+        `active_key` settles two nodes adding one at the same moment.
+        """
+        if (queue is None) != (joined_at is None):
+            raise ValueError("a kept place needs both its queue and the time its caller joined")
+        values = _new_job(
+            number=number, phone=phone, attempts=attempts, delay=delay, due_at=due_at, reason=reason
+        )
+        values.update(
+            call_id=call_id,
+            queue=queue,
+            joined_at=None if joined_at is None else instant("joined_at", joined_at),
+            active_key=active_key(number, phone),
+        )
+        insert = (
+            self._db.insert(callbacks)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[callbacks.c.active_key])
+        )
+        with self._db.write() as conn:
+            if conn.execute(sa.select(sa.literal(1)).where(_active(number, phone))).first():
+                return None
+            conn.execute(insert)
+            # Read back rather than trust rowcount: PostgreSQL reports -1 for an INSERT
+            # that returns its serial key. No row: another node's insert won.
+            query = sa.select(callbacks).where(callbacks.c.id == values["id"])
+            row = conn.execute(query).mappings().first()
+            return None if row is None else _job(row)
+
+    def has_active(self, number: str, phone: str) -> bool:
+        """Whether `phone` has a callback pending or in progress on `number`."""
+        with self._db.read() as conn:
+            return (
+                conn.execute(sa.select(sa.literal(1)).where(_active(number, phone))).first()
+                is not None
+            )
+
+    def held(self) -> list[CallbackJob]:
+        """The kept places (virtual hold) whose first attempt waits for its turn, in the
+        order their callers joined their queue."""
+        query = (
+            sa.select(callbacks)
+            .where(_holds_place())
+            .order_by(callbacks.c.joined_at, callbacks.c.seq)
+        )
+        with self._db.read() as conn:
+            return [_job(row) for row in conn.execute(query).mappings()]
+
+    def claim_held(self, job_id: str, *, node: str, now: datetime) -> CallbackJob | None:
+        """Mark the kept place `job_id` in progress on `node` now that its turn came; None
+        when it is no longer waiting (another node took it)."""
+        now = instant("now", now)
+        claim = (
+            sa.update(callbacks)
+            .where(callbacks.c.id == job_id, _holds_place())
+            .values(
+                status=CallbackStatus.IN_PROGRESS.value, node=node, claimed_at=now, updated_at=now
+            )
+        )
+        with self._db.write() as conn:
+            if conn.execute(claim).rowcount != 1:
+                return None
+            row = conn.execute(sa.select(callbacks).where(callbacks.c.id == job_id)).mappings()
+            return _job(row.one())
 
     def jobs(self) -> list[CallbackJob]:
         """All callback jobs, newest first."""
@@ -72,7 +138,12 @@ class CallbackJobs:
         """
         now = instant("now", now)
         due = sa.or_(
-            sa.and_(callbacks.c.status == CallbackStatus.PENDING, callbacks.c.due_at <= now),
+            sa.and_(
+                callbacks.c.status == CallbackStatus.PENDING,
+                callbacks.c.due_at <= now,
+                # A kept place's first attempt comes with its turn in the line (held()).
+                sa.not_(_holds_place()),
+            ),
             sa.and_(
                 callbacks.c.status == CallbackStatus.IN_PROGRESS,
                 callbacks.c.claimed_at < now - timedelta(seconds=stale_after),
@@ -155,12 +226,60 @@ class CallbackJobs:
             }
             if success:
                 values["status"] = CallbackStatus.DONE.value
+                values["active_key"] = None  # the caller may ask for a callback again
             elif made >= job["attempts"]:
                 values["status"] = CallbackStatus.FAILED.value
+                values["active_key"] = None
             else:
                 values["status"] = CallbackStatus.PENDING.value
                 values["due_at"] = now + timedelta(seconds=job["delay"])
             conn.execute(sa.update(callbacks).where(callbacks.c.id == job_id).values(**values))
+
+
+def active_key(number: str, phone: str) -> str:
+    """The key one caller's callbacks made by calls share while one is active."""
+    return f"{number} {phone}"
+
+
+def _active(number: str, phone: str) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        callbacks.c.number == number,
+        callbacks.c.phone == phone,
+        callbacks.c.status.in_([CallbackStatus.PENDING, CallbackStatus.IN_PROGRESS]),
+    )
+
+
+def _holds_place() -> sa.ColumnElement[bool]:
+    """A pending kept place that has not had its first attempt (CallbackJob.holds_place)."""
+    return sa.and_(
+        callbacks.c.status == CallbackStatus.PENDING,
+        callbacks.c.queue.is_not(None),
+        callbacks.c.joined_at.is_not(None),
+        callbacks.c.attempts_made == 0,
+    )
+
+
+def _new_job(
+    *, number: str, phone: str, attempts: int, delay: float, due_at: datetime, reason: str
+) -> dict[str, Any]:
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
+    if delay < 0:
+        raise ValueError(f"delay must not be negative, not {delay}")
+    now = utc_now()
+    return {
+        "id": new_id(),
+        "number": number,
+        "phone": phone,
+        "reason": reason,
+        "attempts": attempts,
+        "attempts_made": 0,
+        "delay": delay,
+        "status": CallbackStatus.PENDING.value,
+        "due_at": instant("due_at", due_at),
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _unclaimed(now: datetime) -> dict[str, Any]:
@@ -187,4 +306,7 @@ def _job(values: Mapping[str, Any]) -> CallbackJob:
         claimed_at=values["claimed_at"],
         created_at=values["created_at"],
         updated_at=values["updated_at"],
+        queue=values["queue"],
+        joined_at=values["joined_at"],
+        call_id=values["call_id"],
     )

@@ -199,6 +199,7 @@ def _row(details: CallDetails) -> dict[str, Any]:
         "transfers": [dict(entry) for entry in details.transfers] or None,
         "transcript_status": details.transcript_status,
         "purged": None if details.purged is None else dict(details.purged),
+        "callback_of": details.callback_of,
     }
 
 
@@ -224,6 +225,7 @@ def _details(row: Mapping[str, Any]) -> CallDetails:
         transfers=tuple(row.get("transfers") or ()),
         transcript_status=row.get("transcript_status"),
         purged=row.get("purged"),
+        callback_of=row.get("callback_of"),
     )
 
 

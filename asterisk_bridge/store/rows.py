@@ -49,6 +49,8 @@ class CallDetails:
     transfers: tuple[Mapping[str, Any], ...] = ()
     # What storage.keep_days removed: {"recording" | "voicemail" | "transcript": ISO time}.
     purged: Mapping[str, str] | None = None
+    # A callback's record: the id of the call it calls back (SPEC section 9); else None.
+    callback_of: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         # Key order is the SPEC's: API clients and `numcfg calls --json` read it as shown.
@@ -73,6 +75,7 @@ class CallDetails:
             "crm": _plain(self.crm),
             "transfers": [_plain(entry) for entry in self.transfers],
             "purged": _plain(self.purged),
+            "callback_of": self.callback_of,
         }
 
     @classmethod
@@ -100,6 +103,8 @@ class CallDetails:
             # Spooled by a release without transcription: none to report.
             transcript_status=data.get("transcript_status"),
             purged=data.get("purged"),
+            # Spooled by a release without virtual hold: a callback of nothing known.
+            callback_of=data.get("callback_of"),
         )
 
 
@@ -124,6 +129,21 @@ class CallbackJob:
     claimed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # Virtual hold (SPEC section 9): the queue whose line this job keeps a place in, and
+    # when its caller joined that line; None for a plain callback.
+    queue: str | None = None
+    joined_at: datetime | None = None
+    call_id: str | None = None  # the call this job calls back (None: requested by hand)
+
+    @property
+    def holds_place(self) -> bool:
+        """A kept place whose first attempt still waits for its turn in the line."""
+        return (
+            self.queue is not None
+            and self.joined_at is not None
+            and self.attempts_made == 0
+            and self.status is CallbackStatus.PENDING
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +160,9 @@ class CallbackJob:
             "claimed_at": iso(self.claimed_at),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
+            "queue": self.queue,
+            "joined_at": iso(self.joined_at),
+            "call_id": self.call_id,
         }
 
 

@@ -82,6 +82,9 @@ calls = sa.Table(
     # What retention removed and when: {"recording"|"voicemail"|"transcript": ISO time}
     # (SPEC section 13, migration 0006_install).
     sa.Column("purged", _json(), nullable=True),
+    # A callback's record: the id of the call it calls back (SPEC section 9, migration
+    # 0007); null for every other call.
+    sa.Column("callback_of", sa.String, nullable=True),
     # `numcfg calls --number X --since T` and the API list are the hot queries.
     sa.Index("ix_calls_number_started", "number", "started_at"),
     sa.Index("ix_calls_started", "started_at"),
@@ -157,8 +160,20 @@ callbacks = sa.Table(
     sa.Column("claimed_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Migration 0007 (virtual hold, SPEC section 9). `queue` and `joined_at`: a kept
+    # place in that queue's line, in the order its caller joined (its first attempt waits
+    # for its turn, not for `due_at`). `call_id`: the call this job calls back.
+    sa.Column("queue", sa.String, nullable=True),
+    sa.Column("joined_at", UTCDateTime, nullable=True),
+    sa.Column("call_id", sa.String, nullable=True),
+    # "<number> <phone>" while a job made by a call (missed, or virtual hold) is pending
+    # or in progress, null otherwise: the unique key is what keeps one caller from having
+    # two such callbacks at once, even when two nodes add them together.
+    sa.Column("active_key", sa.String, nullable=True),
     # The scheduler polls "pending and due" on every tick.
     sa.Index("ix_callbacks_status_due", "status", "due_at"),
+    # Nulls never conflict (SQLite and PostgreSQL alike): finished jobs keep none.
+    sa.Index("ux_callbacks_active_key", "active_key", unique=True),
 )
 
 number_states = sa.Table(

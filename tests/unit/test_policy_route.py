@@ -866,6 +866,7 @@ def test_final_steps_lead_to_done(step: Step) -> None:
         pytest.param(Outcome.TALKED, id="talked"),
         pytest.param(Outcome.VOICEMAIL, id="voicemail"),
         pytest.param(Outcome.CALLER_GONE, id="caller gone"),
+        pytest.param(Outcome.CALLBACK_REQUESTED, id="virtual hold taken"),
     ],
 )
 @pytest.mark.parametrize(
@@ -985,6 +986,24 @@ MOBILE = Forward(ANNA_MOBILE, "anna", Stage.CRM)
         pytest.param(OPEN, [_r(RING, GONE)], Disposition.ABANDONED, id="gone while ringing"),
         pytest.param(
             OPEN,
+            [_r(SALES, Outcome.CALLBACK_REQUESTED)],
+            Disposition.CALLBACK_REQUESTED,
+            id="virtual hold taken in the queue",
+        ),
+        pytest.param(
+            OPEN,
+            [_r(Say(RECORDING_WARNING)), _r(SALES, Outcome.CALLBACK_REQUESTED)],
+            Disposition.CALLBACK_REQUESTED,
+            id="virtual hold after the warning: not abandoned, not missed",
+        ),
+        pytest.param(
+            CLOSED,
+            [_r(SALES, Outcome.CALLBACK_REQUESTED)],
+            Disposition.AFTER_HOURS,
+            id="after hours wins over virtual hold (an after_hours queue)",
+        ),
+        pytest.param(
+            OPEN,
             [_r(RING, NO_ANSWER), _r(MOBILE, GONE)],
             Disposition.ABANDONED,
             id="gone while the mobile rings",
@@ -1035,6 +1054,13 @@ def test_disposition(facts: Facts, trail: list[Result], expected: Disposition) -
         pytest.param(Direction.INCOMING, Disposition.FAILED, False, id="failed: no"),
         pytest.param(Direction.OUTGOING, Disposition.MISSED, False, id="outgoing missed: no"),
         pytest.param(Direction.CALLBACK, Disposition.MISSED, False, id="a missed callback: no"),
+        pytest.param(
+            Direction.INCOMING,
+            Disposition.CALLBACK_REQUESTED,
+            False,
+            id="virtual hold already has its callback: no second one",
+        ),
+        pytest.param("incoming", "callback_requested", False, id="virtual hold as stored"),
     ],
 )
 def test_wants_callback(
@@ -1052,6 +1078,7 @@ def test_disposition_and_direction_values_are_the_spec_strings() -> None:
         "forwarded",
         "after_hours",
         "failed",
+        "callback_requested",
     }
     assert {d.value for d in Direction} == {"incoming", "outgoing", "callback"}
 

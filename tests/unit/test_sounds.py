@@ -36,6 +36,11 @@ NAMES = [
     "queue-position",
     "goodbye",
     "transfer",
+    "virtual-hold-offer",
+    "virtual-hold-confirm",
+    "key-0",
+    "key-star",
+    "key-hash",
 ]
 # sounds/render adds spoken numbers for queue positions in every language.
 NUMBERS = [f"number-{n}" for n in range(1, 21)]

@@ -201,6 +201,7 @@ def test_call_details_json_is_the_spec_shape_in_utc(store: Store) -> None:
         "crm": {"entity": "lead", "id": "17", "created": True},
         "transfers": [],
         "purged": None,
+        "callback_of": None,
     }
     assert list(call.to_json()) == [field.name for field in dataclasses.fields(CallDetails)]
 

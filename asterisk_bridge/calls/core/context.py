@@ -72,6 +72,10 @@ class Runtime:
     draining: bool = False
     # Waiting lines per queue on this node, first come first served.
     queues: dict[str, QueueState] = field(default_factory=dict)
+    # Kept places (virtual hold) per queue, shared by every node through the store: job id
+    # -> when its caller joined the line. Refreshed from the store by the held-places
+    # worker and updated at once by what this node does (calls/virtual_hold.py).
+    held: dict[str, dict[str, datetime]] = field(default_factory=dict)
     # What the call engine last read from the store, used while it cannot be read.
     last_workdays: dict[str, str] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)

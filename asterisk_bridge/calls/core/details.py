@@ -35,6 +35,7 @@ class CallRecord:
     crm: dict[str, Any] | None = None
     # SPEC section 8: one entry per transfer, in order ({from, to, mode, at, result, via}).
     transfers: list[dict[str, Any]] = field(default_factory=list)
+    callback_of: str | None = None  # a callback's record: the call it calls back
 
     def step(self, name: str) -> None:
         self.route.append(name)
@@ -64,4 +65,5 @@ class CallRecord:
             transcript_status=self.transcript_status,
             crm=self.crm,
             transfers=tuple(dict(entry) for entry in self.transfers),
+            callback_of=self.callback_of,
         )

@@ -64,8 +64,11 @@ class Journal:
         delay: float,
         due_at: datetime,
         reason: str,
+        call_id: str | None = None,
         wait: float = WAIT_SECONDS,
     ) -> bool:
+        """The callback a finished call asks for; the store adds none when the caller
+        already has one (CallbackJobs.add_for_call)."""
         return await _at_most(
             self._put(
                 CALLBACK,
@@ -76,6 +79,7 @@ class Journal:
                     "delay": delay,
                     "due_at": due_at.isoformat(),
                     "reason": reason,
+                    "call_id": call_id,
                 },
             ),
             wait,
@@ -162,13 +166,16 @@ class Journal:
             case "call_finished":
                 self._store.calls.save(CallDetails.from_json(payload))
             case "callback":
-                self._store.callbacks.add(
+                # A spooled write replayed twice, or a caller who already has a callback,
+                # adds nothing: one callback per caller at a time.
+                self._store.callbacks.add_for_call(
                     number=payload["number"],
                     phone=payload["phone"],
                     attempts=payload["attempts"],
                     delay=payload["delay"],
                     due_at=datetime.fromisoformat(payload["due_at"]),
                     reason=payload["reason"],
+                    call_id=payload.get("call_id"),  # spooled by an older release: none
                 )
 
 

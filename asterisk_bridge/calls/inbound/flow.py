@@ -141,7 +141,9 @@ async def _facts(call: Call, number: Number | None) -> Facts:
 async def _execute(call: Call, step: Step) -> Result:
     """Run one step; report how it ended (CALLER_GONE whenever the caller left)."""
     result = await _run_step(call, step)
-    if call.hung_up and result.outcome not in (Outcome.TALKED, Outcome.VOICEMAIL):
+    # A caller who took the virtual-hold offer was hung up on by numcfg: not abandoned.
+    kept = (Outcome.TALKED, Outcome.VOICEMAIL, Outcome.CALLBACK_REQUESTED)
+    if call.hung_up and result.outcome not in kept:
         return Result(step, Outcome.CALLER_GONE, result.employee, result.action)
     return result
 
