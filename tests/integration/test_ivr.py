@@ -221,3 +221,21 @@ async def test_an_extension_typed_during_the_greeting_still_rings_it(
     await harness.ended(leg)
     (call,) = await calls_done(app)
     assert call["route"] == ["greeting", "extension:102", "employee:boris"]
+
+
+@pytest.mark.parametrize("extension_dialing", [True, False])
+async def test_digit_1_during_the_greeting_selects_option_1(
+    harness: Harness, numcfg, extension_dialing: bool
+) -> None:
+    """Issue 11's case: "1" starts extensions 101-103 too, so with extension dialing on it
+    is taken after the inter-digit pause; either way option 1, with no menu retry."""
+    app = await numcfg(typed_ahead_config(extension_dialing=extension_dialing))
+    harness.employees["101"] = Employee("answer", answer_after=0.2, hangup_after=1.0)
+    leg = await harness.call("+33185000000")
+    await harness.heard(leg, GREETING)
+    await harness.press(leg, "1")
+    await harness.bridged(leg, timeout=20)
+    await harness.ended(leg)
+    (call,) = await calls_done(app)
+    assert call["route"] == ["greeting", "ivr:main:1", "employee:anna"]
+    assert MAIN not in harness.media_heard(leg) and INVALID not in harness.media_heard(leg)

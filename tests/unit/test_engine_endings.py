@@ -311,12 +311,20 @@ async def test_job_claimed_as_the_drain_starts_is_not_run_after_the_drain(
 
     def slow_claim(*args: Any, **kwargs: Any) -> Any:
         entered.set()
-        release.wait(5)
+        # Long enough for any machine: the claim must still be in flight when the drain
+        # begins (a short one, expiring first on a loaded CI machine, let the attempt
+        # start before the drain and failed the test for the wrong reason).
+        release.wait(60)
         return claim(*args, **kwargs)
 
     monkeypatch.setattr(callbacks, "claim_due", slow_claim)
     add_jobs(engine, 1)
-    await asyncio.to_thread(entered.wait, 2)
+    # Polled on the loop, not waited in a thread: the default executor may be busy with
+    # the app's other workers' store calls.
+    for _ in range(200):
+        if entered.is_set():
+            break
+        await asyncio.sleep(0.01)
 
     await engine.app.drain(timeout=600)
     release.set()

@@ -252,7 +252,9 @@ async def test_the_pocketsphinx_default_transcribes_the_spoken_sentence(
     async with running(store, config):
         details = await settled(store, timeout=30)
     assert details.transcript_status == "done"
-    assert {"would", "like", "talk", "about", "account"} <= set(details.transcript.split())
+    # "Most of its words" (issue 11): pocketsphinx's result on phone audio varies by a word.
+    heard = {"would", "like", "talk", "about", "account"} & set(details.transcript.split())
+    assert len(heard) >= 4, details.transcript
 
 
 # -- the monthly cap ---------------------------------------------------------------------
