@@ -84,7 +84,9 @@ async def test_a_locked_store_still_connects_the_caller_and_writes_the_details_l
         await asyncio.to_thread(app.store.people.set_workday, name, "working")
     harness.employees["101"] = Employee("answer", answer_after=0.2, hangup_after=1.0)
     harness.employees["102"] = Employee("answer", answer_after=0.2, hangup_after=1.0)
-    conn = sqlite3.connect(tmp_path / "numcfg.sqlite3", isolation_level=None, timeout=0)
+    # Waits out a write of the app's own (its background workers write at start), then
+    # holds the lock as another writer would.
+    conn = sqlite3.connect(tmp_path / "numcfg.sqlite3", isolation_level=None, timeout=10)
     conn.execute("BEGIN IMMEDIATE")  # another writer holds the lock
     locker.append(conn)
     FIGURES.fault(request.node.name)
