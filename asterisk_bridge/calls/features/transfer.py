@@ -90,7 +90,9 @@ async def from_phone(conv: Conversation, event: ChannelTransfer) -> None:
         target = resolve_target(event.destination, directory(call))
     except TargetError as exc:
         log.info("call %s: REFER to %r refused: %s", call.record.id, event.destination, exc)
-        _entry(conv, event.destination, TransferMode.BLIND, TransferVia.PHONE, "refused")
+        _entry(
+            conv, event.destination, TransferMode.BLIND, TransferVia.PHONE, TransferResult.REFUSED
+        )
         await _tell_phone(call, leg_id, TransferProgress.DECLINED)
         return
     await blind(conv, target, requested=event.destination, via=TransferVia.PHONE)
@@ -143,7 +145,7 @@ async def blind(conv: Conversation, target: Target, *, requested: str, via: Tran
     answers: back to the transferer if they are free, else the target's voicemail."""
     call = conv.call
     transferer = conv.party
-    entry = _entry(conv, requested, TransferMode.BLIND, via, None)
+    entry = _entry(conv, requested, TransferMode.BLIND, via, None, target=target)
     conv.busy = True
     try:
         if via is TransferVia.PHONE:
@@ -215,7 +217,7 @@ async def attended(conv: Conversation, target: Target, *, requested: str, via: T
         return
     call = conv.call
     transferer = conv.party
-    entry = _entry(conv, requested, TransferMode.ATTENDED, via, None)
+    entry = _entry(conv, requested, TransferMode.ATTENDED, via, None, target=target)
     conv.busy = True
     try:
         await _hold(conv, transferer)
@@ -311,8 +313,11 @@ def _entry(
     mode: TransferMode,
     via: TransferVia,
     result: str | None,
+    *,
+    target: Target | None = None,
 ) -> dict[str, Any]:
-    """The call details' transfers[] entry (SPEC section 8), filled in as it goes."""
+    """The call details' transfers[] entry (SPEC section 8), filled in as it goes; the
+    route names the resolved `target` (the text as requested when it resolved to none)."""
     call = conv.call
     entry: dict[str, Any] = {
         "from": conv.party.employee_id,
@@ -323,10 +328,7 @@ def _entry(
         "via": via.value,
     }
     call.record.transfers.append(entry)
-    label = requested
-    with contextlib.suppress(TargetError):
-        label = resolve_target(requested, directory(call)).label
-    call.step(f"transfer:{label}")
+    call.step(f"transfer:{target.label if target is not None else requested}")
     return entry
 
 
