@@ -480,11 +480,11 @@ async def run_variant(
     )
 
 
-async def idle_rate(ast_pid: int, seconds: float) -> float:
-    """Asterisk's CPU seconds per second with nothing of ours running."""
-    a0, t0 = cpu_seconds(ast_pid), time.monotonic()
+async def idle_rate(pid: int, seconds: float) -> float:
+    """A process's CPU seconds per second with no call of ours running."""
+    a0, t0 = cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(seconds)
-    return (cpu_seconds(ast_pid) - a0) / (time.monotonic() - t0)
+    return (cpu_seconds(pid) - a0) / (time.monotonic() - t0)
 
 
 async def cleanup(client: AriClient) -> None:
@@ -628,9 +628,11 @@ async def main() -> int:
     try:
         await driver.start()
         idle = await idle_rate(ast_pid, 3.0)
+        numcfg_idle = await idle_rate(proc.pid, 3.0)
         print(
             f"bench: Asterisk pid {ast_pid} (idle {1000 * idle:.1f} ms CPU/s), numcfg pid "
-            f"{proc.pid}; {args.calls} calls x {args.concurrency} concurrent, "
+            f"{proc.pid} (idle {1000 * numcfg_idle:.1f} ms CPU/s); "
+            f"{args.calls} calls x {args.concurrency} concurrent, "
             f"{args.rounds} round(s)",
             file=sys.stderr,
         )
@@ -692,6 +694,7 @@ async def main() -> int:
             "store_apart": args.store_apart,
         },
         "asterisk_idle_ms_per_s": round(1000 * idle, 2),
+        "numcfg_idle_ms_per_s": round(1000 * numcfg_idle, 2),
         "summary": summary,
         "numcfg_vmhwm_kib": hwm_kb,
         "numcfg_vmrss_end_kib": rss_kb,
