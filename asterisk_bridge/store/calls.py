@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,38 +26,61 @@ class CallLog:
 
     def __init__(self, *, db: Database) -> None:
         self._db = db
+        # Every call writes these two or three times: built once with bound parameters,
+        # so SQLAlchemy compiles them once (building an upsert per write was most of the
+        # cost of a call's details: 1.3 ms against 0.3 ms).
+        self._upserts: dict[tuple[str, ...], Any] = {}
+        note = db.insert(open_calls).values(
+            {key: sa.bindparam(key) for key in ("call_id", "node", "record")}
+        )
+        self._note = note.on_conflict_do_update(
+            index_elements=[open_calls.c.call_id], set_={"record": note.excluded.record}
+        )
+        self._close = sa.delete(open_calls).where(open_calls.c.call_id == sa.bindparam("closed"))
 
     def save(self, details: CallDetails) -> None:
         """Insert or replace the call `details.id`; a finished call is no longer open
         (same transaction)."""
-        row = _row(details)
         with self._db.write() as conn:
-            conn.execute(self._upsert(row))
-            conn.execute(sa.delete(open_calls).where(open_calls.c.call_id == details.id))
-            if details.transcript_status == TranscriptStatus.PENDING and details.recording:
-                # The call and its transcription job in one transaction: a recording to
-                # transcribe is never saved without its job, nor a job without its call.
-                add_job(
-                    conn,
-                    self._db,
-                    call_id=details.id,
-                    number=details.number,
-                    file=str(details.recording["file"]),
-                    seconds=float(details.recording.get("seconds") or 0.0),
-                )
+            self._save(conn, details)
 
     def note_open(self, details: CallDetails, *, node: str) -> None:
         """Note (or update) a call in progress on `node`, with its details so far."""
+        with self._db.write() as conn:
+            self._note_open(conn, details, node=node)
+
+    def write(self, notes: Sequence[tuple[CallDetails, bool]], *, node: str) -> None:
+        """Several calls' details in one transaction, in order: (details, finished) each,
+        a finished call saved (`save`), one still up noted open on `node` (`note_open`).
+        All or nothing."""
+        with self._db.write() as conn:
+            for details, finished in notes:
+                if finished:
+                    self._save(conn, details)
+                else:
+                    self._note_open(conn, details, node=node)
+
+    def _save(self, conn: sa.Connection, details: CallDetails) -> None:
+        row = _row(details)
+        conn.execute(self._upsert_of(row), row)
+        conn.execute(self._close, {"closed": details.id})
+        if details.transcript_status == TranscriptStatus.PENDING and details.recording:
+            # The call and its transcription job in one transaction: a recording to
+            # transcribe is never saved without its job, nor a job without its call.
+            add_job(
+                conn,
+                self._db,
+                call_id=details.id,
+                number=details.number,
+                file=str(details.recording["file"]),
+                seconds=float(details.recording.get("seconds") or 0.0),
+            )
+
+    def _note_open(self, conn: sa.Connection, details: CallDetails, *, node: str) -> None:
         _row(details)  # the same checks as a finished call's details
         # Kept as its SPEC section 7 record: the journal outlives numcfg versions, and that
         # shape is the one that does not change.
-        snapshot = details.to_json()
-        stmt = self._db.insert(open_calls).values(call_id=details.id, node=node, record=snapshot)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[open_calls.c.call_id], set_={"record": stmt.excluded.record}
-        )
-        with self._db.write() as conn:
-            conn.execute(stmt)
+        conn.execute(self._note, {"call_id": details.id, "node": node, "record": details.to_json()})
 
     def close_interrupted(self, *, node: str, now: datetime) -> list[str]:
         """Close the calls `node` left open when it died: each gets its details as last
@@ -81,8 +104,9 @@ class CallLog:
                     disposition=Disposition.ANSWERED if answered else Disposition.FAILED,
                     route=(*noted.route, INTERRUPTED_STEP),
                 )
-                conn.execute(self._upsert(_row(final)))
-                conn.execute(sa.delete(open_calls).where(open_calls.c.call_id == call_id))
+                row = _row(final)
+                conn.execute(self._upsert_of(row), row)
+                conn.execute(self._close, {"closed": call_id})
                 closed.append(call_id)
         return closed
 
@@ -162,14 +186,19 @@ class CallLog:
         with self._db.write() as conn:
             conn.execute(sa.update(calls).where(calls.c.id == call_id).values(**values))
 
-    def _upsert(self, row: Mapping[str, Any]) -> Any:
-        stmt = self._db.insert(calls).values(**row)
-        # The transcript is the transcription worker's to write: details saved again (a
-        # spool replayed) never put a finished transcript back to pending.
-        return stmt.on_conflict_do_update(
-            index_elements=[calls.c.id],
-            set_={key: stmt.excluded[key] for key in row if key not in _KEPT_ON_UPDATE},
-        )
+    def _upsert_of(self, row: Mapping[str, Any]) -> Any:
+        """The upsert of a `calls` row with `row`'s keys (always _row's: built once)."""
+        keys = tuple(row)
+        stmt = self._upserts.get(keys)
+        if stmt is None:
+            insert = self._db.insert(calls).values({key: sa.bindparam(key) for key in keys})
+            # The transcript is the transcription worker's to write: details saved again (a
+            # spool replayed) never put a finished transcript back to pending.
+            stmt = self._upserts[keys] = insert.on_conflict_do_update(
+                index_elements=[calls.c.id],
+                set_={key: insert.excluded[key] for key in keys if key not in _KEPT_ON_UPDATE},
+            )
+        return stmt
 
 
 def _row(details: CallDetails) -> dict[str, Any]:

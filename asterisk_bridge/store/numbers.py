@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 from typing import Final
 
@@ -13,17 +15,43 @@ from asterisk_bridge.store.rows import NumberState
 from asterisk_bridge.store.tables import number_states
 
 _STATUSES: Final = frozenset(NumberStatus)
+# Every incoming call asks for its number's state: calls take one read this recently
+# (changes made through this store are seen at once; by another process, the CLI or
+# another node, within this long). Lifecycle commands always read the store.
+CALL_MAX_AGE_SECONDS: Final = 2.0
 
 
 class NumberStates:
     def __init__(self, *, db: Database) -> None:
         self._db = db
+        self._query = sa.select(number_states).where(number_states.c.number == sa.bindparam("n"))
+        self._cache: dict[str, tuple[float, NumberState]] = {}
+        self._lock = threading.Lock()
 
-    def state(self, number: str) -> NumberState:
-        """The number's lifecycle state; a number never changed is active."""
-        query = sa.select(number_states).where(number_states.c.number == number)
+    def state(self, number: str, *, max_age: float = 0.0) -> NumberState:
+        """The number's lifecycle state; a number never changed is active. With
+        `max_age`, a state read at most that many seconds ago will do."""
+        now = time.monotonic()
+        cached = self.cached(number, max_age=max_age)
+        if cached is not None:
+            return cached
+        state = self._read(number)
+        with self._lock:
+            self._cache[number] = (now, state)
+        return state
+
+    def cached(self, number: str, *, max_age: float) -> NumberState | None:
+        """The state read at most `max_age` seconds ago, if any; never touches the store
+        (so an event loop may ask without a thread hop)."""
+        with self._lock:
+            cached = self._cache.get(number)
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        return None
+
+    def _read(self, number: str) -> NumberState:
         with self._db.read() as conn:
-            row = conn.execute(query).mappings().first()
+            row = conn.execute(self._query, {"n": number}).mappings().first()
         if row is None:
             return NumberState(
                 number=number, status=NumberStatus.ACTIVE, changed_at=None, undo_token=None
@@ -61,3 +89,5 @@ class NumberStates:
         )
         with self._db.write() as conn:
             conn.execute(stmt)
+        with self._lock:
+            self._cache.pop(number, None)

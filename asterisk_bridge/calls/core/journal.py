@@ -30,6 +30,8 @@ FLUSH_SECONDS = 5.0
 WAIT_SECONDS = 2.0
 
 OPEN, FINISHED, CALLBACK = "call_open", "call_finished", "callback"
+# Writes queued together go to the store in one transaction, up to this many.
+BATCH_MAX = 64
 
 
 class Journal:
@@ -102,16 +104,23 @@ class Journal:
                     await self._move_queue_to_spool()
                     continue
             try:
-                kind, payload, done = await asyncio.wait_for(self._queue.get(), RETRY_SECONDS)
+                first = await asyncio.wait_for(self._queue.get(), RETRY_SECONDS)
             except TimeoutError:
                 continue
+            # Whatever queued meanwhile goes in the same thread hop and transaction.
+            batch = [first]
+            while len(batch) < BATCH_MAX and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            applied: list[int] = [0]
             try:
-                await asyncio.to_thread(self._apply, kind, payload)
-                _settle(done, True)
+                await asyncio.to_thread(self._apply_batch, [(k, p) for k, p, _ in batch], applied)
             except Exception as exc:  # the store is the problem, never the call
                 self._fault(exc)
-                await asyncio.to_thread(self._spool.append, kind, payload)
-                _settle(done, False)
+                for kind, payload, done in batch[applied[0] :]:
+                    await asyncio.to_thread(self._spool.append, kind, payload)
+                    _settle(done, False)
+            for _kind, _payload, done in batch[: applied[0]]:
+                _settle(done, True)
             self._mark_idle()
 
     async def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
@@ -159,6 +168,26 @@ class Journal:
             log.warning("store not writable (%s): spooling to %s", exc, self._spool.path)
         self.degraded = f"store not writable: {type(exc).__name__}"
 
+    def _apply_batch(self, entries: list[tuple[str, dict[str, Any]]], applied: list[int]) -> None:
+        """Write `entries` in order: each run of calls' details in one transaction (a call
+        noted open and finished in the same run is only saved), a callback on its own.
+        `applied[0]` counts the entries written, for the caller to spool the rest."""
+        start = 0
+        while start < len(entries):
+            end = start
+            while end < len(entries) and entries[end][0] in (OPEN, FINISHED):
+                end += 1
+            if end == start:
+                self._apply(*entries[start])
+                end = start + 1
+            else:
+                notes = coalesce(entries[start:end])
+                self._store.calls.write(
+                    [(CallDetails.from_json(payload), kind == FINISHED) for kind, payload in notes],
+                    node=self._node,
+                )
+            applied[0] = start = end
+
     def _apply(self, kind: str, payload: dict[str, Any]) -> None:
         match kind:
             case "call_open":
@@ -177,6 +206,20 @@ class Journal:
                     reason=payload["reason"],
                     call_id=payload.get("call_id"),  # spooled by an older release: none
                 )
+
+
+def coalesce(entries: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """A run of calls' details with what the store must see, in order: a call's note
+    followed by a later note or save of the same call is left out (both overwrite it,
+    and a save closes it). Saves are all kept."""
+    seen: set[str] = set()
+    kept: list[tuple[str, dict[str, Any]]] = []
+    for kind, payload in reversed(entries):
+        if kind == FINISHED or payload["id"] not in seen:
+            kept.append((kind, payload))
+        seen.add(payload["id"])
+    kept.reverse()
+    return kept
 
 
 def _settle(done: asyncio.Future[bool], written: bool) -> None:

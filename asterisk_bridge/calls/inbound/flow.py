@@ -41,6 +41,7 @@ from ...policy.route import (
 )
 from ...policy.transfer import TransferResult
 from ...policy.types import Direction, Disposition
+from ...store.numbers import CALL_MAX_AGE_SECONDS
 from ..callback import missed_call_callback
 from ..core.call import Call
 from ..core.employees import Reach, ring_employee
@@ -280,8 +281,11 @@ async def _greeting_digits(
 
 
 async def _out_of_service(call: Call, number_id: str) -> bool:
+    numbers = call.services.store.numbers
     try:
-        state = await call.services.db(call.services.store.numbers.state, number_id)
+        state = numbers.cached(number_id, max_age=CALL_MAX_AGE_SECONDS) or await call.services.db(
+            numbers.state, number_id, max_age=CALL_MAX_AGE_SECONDS
+        )
     except Exception:
         # The store being down must not take the line down with it.
         log.exception("number state lookup failed; treating %s as active", number_id)
