@@ -313,7 +313,12 @@ async def _start(services: Services, job: CallbackJob, *, employee_id: str | Non
     if employee_id is not None and not await services.claims.claim(employee_id, record_id):
         return
     claimed = await services.db_or(
-        None, services.store.callbacks.claim_held, job.id, node=services.node, now=services.clock()
+        None,
+        services.store.callbacks.claim_held,
+        job.id,
+        node=services.node,
+        now=services.clock(),
+        lease=services.config_holder.current.jobs.lease,
     )
     if claimed is None:
         if employee_id is not None:

@@ -554,11 +554,13 @@ def test_a_job_given_back_is_pending_again_with_its_attempts_untouched(store: St
     assert (job.status, job.attempts_made, job.node) == (CallbackStatus.PENDING, 0, None)
 
 
-def test_a_callback_abandoned_by_a_dead_node_is_claimed_again_later(store: Store) -> None:
+def test_a_callback_abandoned_by_a_dead_node_is_claimed_again_after_its_lease(
+    store: Store,
+) -> None:
     job_id = add_job(store)
-    claim_due(store, T0, "node-a")
-    assert claim_due(store, T0 + timedelta(minutes=30), "node-b", stale_after=3600) is None
-    job = claim_due(store, T0 + timedelta(hours=2), "node-b", stale_after=3600)
+    claim_due(store, T0, "node-a", lease=60)
+    assert claim_due(store, T0 + timedelta(seconds=59), "node-b", lease=60) is None
+    job = claim_due(store, T0 + timedelta(seconds=61), "node-b", lease=60)
     assert job is not None and job.id == job_id and job.node == "node-b"
 
 
