@@ -392,6 +392,24 @@ def test_queue_cursor_starts_at_zero_and_keeps_the_last_value(store: Store) -> N
     assert store.queues.cursor("support") == 1
 
 
+def test_two_nodes_advancing_the_cursor_at_once_never_share_a_start(store_url: str) -> None:
+    """An `evenly` rotation shared by two nodes: each advance sees the one before it."""
+    node_a, node_b = two_stores(store_url)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            starts = list(
+                pool.map(
+                    lambda i: (node_a, node_b)[i % 2].queues.advance("sales", lambda c: c + 1),
+                    range(40),
+                )
+            )
+        assert sorted(starts) == list(range(40))
+        assert node_a.queues.cursor("sales") == 40
+    finally:
+        node_a.close()
+        node_b.close()
+
+
 # -- recording quota -------------------------------------------------------------------------
 
 
