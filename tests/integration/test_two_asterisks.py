@@ -38,7 +38,7 @@ from asterisk_bridge.store import Store, open_store
 from tests.fixtures_pg import fresh_database
 from tests.pgserver import PostgresServer, PostgresUnavailable
 
-from .conftest import ARI_PASSWORD, ARI_USER, BASE_CONFIG, REPO, RIG, deep_merge, rig
+from .conftest import ARI_PASSWORD, ARI_USER, BASE_CONFIG, REPO, RIG, deep_merge, install_dialplan
 from .harness import TEST_APP, CallerLeg, Employee, Harness
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -330,10 +330,11 @@ async def pair(
     # The same numcfg contexts on both Asterisks: one app name, one config.
     rendered = folder / "first.yaml"
     rendered.write_text(first)
-    dialplan = folder / "dialplan.conf"
-    dialplan.write_text(render_dialplan(load_config(rendered, env={**os.environ, **nodes[0].env})))
+    env = {**os.environ, **nodes[0].env}
+    await asyncio.to_thread(install_dialplan, rendered, env)
+    dialplan = folder / "dialplan-b.conf"
+    dialplan.write_text(render_dialplan(load_config(rendered, env=env)))
     await asyncio.to_thread(rig_b, "dialplan", str(dialplan))
-    await asyncio.to_thread(rig, "dialplan", str(dialplan))
     for node in nodes:
         node.folder.mkdir()
         (node.folder / "numcfg.yaml").write_text(first)
