@@ -77,8 +77,11 @@ class App:
         )
         self.store = open_store(config.store)
         self.router = EventRouter(on_unrouted=self._on_unrouted)
-        node = socket.gethostname()
-        journal_node = f"{node}/{config.asterisk.app}"
+        # One name for everything this process holds in a shared store (claims, jobs, open
+        # calls, spool): two numcfg on one host (an active pair, two Asterisks) must never
+        # release or requeue each other's at start-up.
+        node = config.node or f"{socket.gethostname()}/{config.asterisk.app}"
+        journal_node = node
         self.crm = build_crm(
             config,
             store=self.store,

@@ -7,6 +7,7 @@ OS user (`runuser -u postgres --`) in a directory that user owns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -114,11 +115,58 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _start(bindir: Path, prefix: list[str], root: Path, data: Path) -> int:
-    """pg_ctl start on a free port, retrying if the port was taken meanwhile."""
+class PostgresServer:
+    """A throwaway server that a test may stop and start again on the same port (the
+    shared store of several nodes going away and coming back)."""
+
+    def __init__(self) -> None:
+        self._bindir = find_bindir()
+        self._prefix = _as_server_user()
+        self._root = Path(tempfile.mkdtemp(prefix="numcfg-pg-"))
+        self._data = self._root / "data"
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{OS_USER}@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        """initdb at the first start; later starts reuse the data and the port."""
+        if not self._data.exists():
+            if self._prefix:
+                user = pwd.getpwnam(OS_USER)
+                os.chown(self._root, user.pw_uid, user.pw_gid)
+            _run(
+                [
+                    *self._prefix,
+                    str(self._bindir / "initdb"),
+                    "-D",
+                    str(self._data),
+                    "-U",
+                    OS_USER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ]
+            )
+        self.port = _start(self._bindir, self._prefix, self._root, self._data, self.port or None)
+
+    def stop(self) -> None:
+        pg_ctl = str(self._bindir / "pg_ctl")
+        _run([*self._prefix, pg_ctl, "-D", str(self._data), "-m", "fast", "-w", "stop"])
+
+    def remove(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.stop()
+        shutil.rmtree(self._root, ignore_errors=True)
+
+
+def _start(bindir: Path, prefix: list[str], root: Path, data: Path, port: int | None = None) -> int:
+    """pg_ctl start on `port` or else a free port, retrying if the port was taken meanwhile."""
     error: RuntimeError | None = None
+    wanted = port
     for _ in range(START_ATTEMPTS):
-        port = _free_port()
+        port = wanted or _free_port()
         # The Unix socket goes in our directory: /var/run/postgresql may not exist or be
         # writable, and a private directory cannot collide with another server.
         options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=100"

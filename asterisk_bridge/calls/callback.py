@@ -15,6 +15,7 @@ from typing import Any
 
 from ..ari.errors import AriError
 from ..ari.inbox import new_id
+from ..lease import leased
 from ..policy.numbers import allowed_external, is_e164
 from ..policy.queue import may_ring, workday_of
 from ..policy.route import wants_callback
@@ -66,7 +67,10 @@ async def callback_worker(services: Services) -> None:
     while not services.draining:
         try:
             job = await services.db(
-                services.store.callbacks.claim_due, services.clock(), node=services.node
+                services.store.callbacks.claim_due,
+                services.clock(),
+                node=services.node,
+                lease=services.config_holder.current.jobs.lease,
             )
         except Exception:
             log.exception("callback scan failed")
@@ -100,8 +104,20 @@ async def run_attempt(
     """One attempt of a claimed job, its outcome written to the store. `employee_id`:
     already claimed for `record_id` by the caller (virtual hold), released here."""
     success = False
+    lease = services.config_holder.current.jobs.lease
+
+    def renew() -> bool:
+        return services.store.callbacks.renew(
+            job.id, node=services.node, now=services.clock(), lease=lease
+        )
+
     try:
-        success = await run_callback(services, job, employee_id=employee_id, record_id=record_id)
+        # Renewed while the attempt runs: a node that dies mid-attempt stops renewing, and
+        # another node takes the job over once the lease runs out (issue 16).
+        async with leased(renew, lease=lease, what=f"callback {job.id}"):
+            success = await run_callback(
+                services, job, employee_id=employee_id, record_id=record_id
+            )
     except Exception:
         log.exception("callback %s failed", job.id)
     finally:
@@ -109,12 +125,15 @@ async def run_attempt(
             # run_callback releases its own claim; this covers an attempt that ended before
             # it claimed her (the number was removed by a reload).
             await services.claims.release(employee_id, record_id)
-        await services.db(
+        counted = await services.db(
             services.store.callbacks.finish_attempt,
             job.id,
             success=success,
             now=services.clock(),
+            node=services.node,
         )
+        if not counted:
+            log.warning("callback %s: attempt not counted, another node took the job", job.id)
 
 
 async def run_callback(

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 
 from ..ari.errors import AriError
 from ..config.schema import Queue
-from ..policy.queue import may_ring, ring_budget, ring_rounds, workday_of
+from ..policy.queue import may_ring, ring_budget, workday_of
 from ..policy.route import Outcome
 from ..policy.types import Workday
 from .core.call import Call
 from .core.connect import RingOutcome, ring, ring_many
 from .core.employees import Reach, talk
+from .core.rotation import rounds_to_ring
 from .virtual_hold import HoldOffer, Offer, kept_places_ahead
 
 log = logging.getLogger("numcfg.calls")
@@ -224,16 +225,7 @@ async def _ring_round(
     state: QueueState,
 ) -> Reach:
     """One pass over the `available` members in distribution order until one answers."""
-    store = call.services.store
-    cursors = call.services.runtime.cursors
-    cursor = await call.services.db_or(cursors.get(queue_id, 0), store.queues.cursor, queue_id)
-    rounds, new_cursor = ring_rounds(
-        queue.members, queue.distribution, available=available, cursor=cursor
-    )
-    if queue.distribution == "evenly":
-        # Stored before ringing so the next caller starts with the next member.
-        cursors[queue_id] = new_cursor
-        await call.services.db_or(None, store.queues.set_cursor, queue_id, new_cursor)
+    rounds = await rounds_to_ring(call.services, queue_id, queue, available)
     for members in rounds:
         budget = ring_budget(ring_time=queue.ring_time, max_wait=queue.max_wait, waited=waited)
         if budget <= 0 or call.hung_up:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..ari.events import ChannelDtmfReceived
 from ..ari.media import Status
 from ..config.schema import Callback, Queue, VirtualHold
-from ..policy.queue import may_ring, ring_rounds, workday_of
+from ..policy.queue import may_ring, workday_of
 from ..policy.types import Direction
 from ..policy.virtual_hold import (
     Place,
@@ -44,6 +44,7 @@ from ..store import STORE_FAULTS, CallbackJob
 from .callback import run_attempt
 from .core.call import Call
 from .core.context import Services
+from .core.rotation import rounds_to_ring
 
 if TYPE_CHECKING:
     from .queue import QueueState
@@ -278,15 +279,7 @@ async def _serve_line(
 async def _next_member(services: Services, queue_id: str, queue: Queue, free: list[str]) -> str:
     """The free member a queue call would ring first (the round-robin cursor moves on for
     `evenly`, as for a caller on the line)."""
-    store = services.store
-    cursors = services.runtime.cursors
-    cursor = await services.db_or(cursors.get(queue_id, 0), store.queues.cursor, queue_id)
-    rounds, new_cursor = ring_rounds(
-        queue.members, queue.distribution, available=free, cursor=cursor
-    )
-    if queue.distribution == "evenly":
-        cursors[queue_id] = new_cursor
-        await services.db_or(None, store.queues.set_cursor, queue_id, new_cursor)
+    rounds = await rounds_to_ring(services, queue_id, queue, free)
     return rounds[0][0]
 
 
@@ -313,7 +306,12 @@ async def _start(services: Services, job: CallbackJob, *, employee_id: str | Non
     if employee_id is not None and not await services.claims.claim(employee_id, record_id):
         return
     claimed = await services.db_or(
-        None, services.store.callbacks.claim_held, job.id, node=services.node, now=services.clock()
+        None,
+        services.store.callbacks.claim_held,
+        job.id,
+        node=services.node,
+        now=services.clock(),
+        lease=services.config_holder.current.jobs.lease,
     )
     if claimed is None:
         if employee_id is not None:

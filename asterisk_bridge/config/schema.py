@@ -292,6 +292,18 @@ class TranscriptionSettings(_Model):
     retry_delay: Seconds = 60
 
 
+class JobSettings(_Model):
+    """Background jobs shared by the nodes of one store (callbacks, transcriptions)."""
+
+    # A node holds a job it took this long without renewing it (it renews every third of
+    # this while it works): a node that dies, or loses the store that long, has its jobs
+    # taken over by another node this long after its last renewal.
+    lease: Seconds = 60
+
+
+NodeName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")]
+
+
 class Employee(_Model):
     name: str
     extension: Extension
@@ -523,6 +535,11 @@ class Config(_Model):
     storage: StorageSettings = StorageSettings()
     crm: CrmSettings = CrmSettings()
     transcription: TranscriptionSettings = TranscriptionSettings()
+    jobs: JobSettings = JobSettings()
+    # This numcfg's name in the shared store: its employee claims, jobs, open calls and
+    # spool file. Read at start only. None: <hostname>/<asterisk.app>; two numcfg on one
+    # host with the same app name (two Asterisks) need one each (e.g. ${NUMCFG_NODE}).
+    node: NodeName | None = None
     employees: dict[Ident, Employee] = {}
     queues: dict[Ident, Queue] = {}
     ivr_menus: dict[Ident, IvrMenu] = {}

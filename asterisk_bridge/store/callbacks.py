@@ -9,12 +9,19 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from asterisk_bridge.policy.types import CallbackStatus
-from asterisk_bridge.store.engine import Database, NotFoundError, instant, new_id, utc_now
+from asterisk_bridge.store.engine import (
+    JOB_LEASE_S,
+    Database,
+    NotFoundError,
+    instant,
+    new_id,
+    utc_now,
+)
 from asterisk_bridge.store.rows import CallbackJob
 from asterisk_bridge.store.tables import callbacks
 
-# A node that died mid-callback never finishes its attempt; after this long another node
-# may run the job again. An attempt rings an employee then the client: minutes, not hours.
+# A job claimed before leases existed (migration 0010) has none: it is taken for its dead
+# node's after this long. An attempt rings an employee then the client: minutes, not hours.
 CALLBACK_STALE_AFTER_S: Final = 3600.0
 
 
@@ -106,16 +113,16 @@ class CallbackJobs:
         with self._db.read() as conn:
             return [_job(row) for row in conn.execute(query).mappings()]
 
-    def claim_held(self, job_id: str, *, node: str, now: datetime) -> CallbackJob | None:
+    def claim_held(
+        self, job_id: str, *, node: str, now: datetime, lease: float = JOB_LEASE_S
+    ) -> CallbackJob | None:
         """Mark the kept place `job_id` in progress on `node` now that its turn came; None
         when it is no longer waiting (another node took it)."""
         now = instant("now", now)
         claim = (
             sa.update(callbacks)
             .where(callbacks.c.id == job_id, _holds_place())
-            .values(
-                status=CallbackStatus.IN_PROGRESS.value, node=node, claimed_at=now, updated_at=now
-            )
+            .values(**_claimed(node, now, lease))
         )
         with self._db.write() as conn:
             if conn.execute(claim).rowcount != 1:
@@ -130,11 +137,13 @@ class CallbackJobs:
             return [_job(row) for row in conn.execute(query).mappings()]
 
     def claim_due(
-        self, now: datetime, *, node: str, stale_after: float = CALLBACK_STALE_AFTER_S
+        self, now: datetime, *, node: str, lease: float = JOB_LEASE_S
     ) -> CallbackJob | None:
-        """Mark the most overdue job as in progress on `node` and return it; None if none is due.
+        """Mark the most overdue job as in progress on `node`, held for `lease` seconds, and
+        return it; None if none is due.
 
-        A job left in progress longer than `stale_after` seconds (its node died) is due again.
+        A job whose lease ran out (its node died, or lost the store for longer than the
+        lease) is due again: this node takes it over.
         """
         now = instant("now", now)
         due = sa.or_(
@@ -144,10 +153,7 @@ class CallbackJobs:
                 # A kept place's first attempt comes with its turn in the line (held()).
                 sa.not_(_holds_place()),
             ),
-            sa.and_(
-                callbacks.c.status == CallbackStatus.IN_PROGRESS,
-                callbacks.c.claimed_at < now - timedelta(seconds=stale_after),
-            ),
+            _lease_expired(now),
         )
         pick = (
             sa.select(callbacks.c.seq)
@@ -167,17 +173,24 @@ class CallbackJobs:
             claim = (
                 sa.update(callbacks)
                 .where(callbacks.c.seq == seq, due)
-                .values(
-                    status=CallbackStatus.IN_PROGRESS.value,
-                    node=node,
-                    claimed_at=now,
-                    updated_at=now,
-                )
+                .values(**_claimed(node, now, lease))
             )
             if conn.execute(claim).rowcount != 1:
                 return None
             row = conn.execute(sa.select(callbacks).where(callbacks.c.seq == seq)).mappings().one()
             return _job(row)
+
+    def renew(self, job_id: str, *, node: str, now: datetime, lease: float = JOB_LEASE_S) -> bool:
+        """Extend `node`'s hold on the job to `lease` seconds from `now`. False when the job
+        is no longer in progress on `node` (its lease ran out and another node took it)."""
+        now = instant("now", now)
+        stmt = (
+            sa.update(callbacks)
+            .where(_held_by(job_id, node))
+            .values(lease_until=now + timedelta(seconds=lease), updated_at=now)
+        )
+        with self._db.write() as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
 
     def give_back(self, job_id: str, *, node: str, now: datetime) -> None:
         """Give back a job claimed by `node` without trying it (the node is stopping): it
@@ -185,13 +198,7 @@ class CallbackJobs:
         now = instant("now", now)
         with self._db.write() as conn:
             conn.execute(
-                sa.update(callbacks)
-                .where(
-                    callbacks.c.id == job_id,
-                    callbacks.c.status == CallbackStatus.IN_PROGRESS,
-                    callbacks.c.node == node,
-                )
-                .values(**_unclaimed(now))
+                sa.update(callbacks).where(_held_by(job_id, node)).values(**_unclaimed(now))
             )
 
     def requeue_node(self, node: str, *, now: datetime) -> None:
@@ -206,8 +213,15 @@ class CallbackJobs:
         with self._db.write() as conn:
             conn.execute(stmt)
 
-    def finish_attempt(self, job_id: str, *, success: bool, now: datetime) -> None:
-        """Record one attempt: done on success, failed when attempts run out, else retry later."""
+    def finish_attempt(
+        self, job_id: str, *, success: bool, now: datetime, node: str | None = None
+    ) -> bool:
+        """Record one attempt: done on success, failed when attempts run out, else retry later.
+
+        With `node`: only while the job is still in progress on `node`. False, and nothing
+        written, when its lease ran out and another node took the job over: that node's
+        attempt is the one that counts, so the job is done once.
+        """
         now = instant("now", now)
         query = sa.select(callbacks).where(callbacks.c.id == job_id)
         if self._db.is_postgresql:
@@ -217,11 +231,16 @@ class CallbackJobs:
             job = conn.execute(query).mappings().first()
             if job is None:
                 raise NotFoundError(f"no callback {job_id!r}")
+            if node is not None and (
+                job["status"] != CallbackStatus.IN_PROGRESS or job["node"] != node
+            ):
+                return False
             made = job["attempts_made"] + 1
             values: dict[str, Any] = {
                 "attempts_made": made,
                 "node": None,
                 "claimed_at": None,
+                "lease_until": None,
                 "updated_at": now,
             }
             if success:
@@ -234,6 +253,7 @@ class CallbackJobs:
                 values["status"] = CallbackStatus.PENDING.value
                 values["due_at"] = now + timedelta(seconds=job["delay"])
             conn.execute(sa.update(callbacks).where(callbacks.c.id == job_id).values(**values))
+            return True
 
 
 def active_key(number: str, phone: str) -> str:
@@ -247,6 +267,41 @@ def _active(number: str, phone: str) -> sa.ColumnElement[bool]:
         callbacks.c.phone == phone,
         callbacks.c.status.in_([CallbackStatus.PENDING, CallbackStatus.IN_PROGRESS]),
     )
+
+
+def _lease_expired(now: datetime) -> sa.ColumnElement[bool]:
+    """In progress on a node that stopped renewing its lease (or, for a job claimed before
+    leases existed, claimed longer ago than any attempt lasts)."""
+    return sa.and_(
+        callbacks.c.status == CallbackStatus.IN_PROGRESS,
+        sa.or_(
+            callbacks.c.lease_until < now,
+            sa.and_(
+                callbacks.c.lease_until.is_(None),
+                callbacks.c.claimed_at < now - timedelta(seconds=CALLBACK_STALE_AFTER_S),
+            ),
+        ),
+    )
+
+
+def _held_by(job_id: str, node: str) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        callbacks.c.id == job_id,
+        callbacks.c.status == CallbackStatus.IN_PROGRESS,
+        callbacks.c.node == node,
+    )
+
+
+def _claimed(node: str, now: datetime, lease: float) -> dict[str, Any]:
+    if lease <= 0:
+        raise ValueError(f"a lease must be positive, not {lease}")
+    return {
+        "status": CallbackStatus.IN_PROGRESS.value,
+        "node": node,
+        "claimed_at": now,
+        "lease_until": now + timedelta(seconds=lease),
+        "updated_at": now,
+    }
 
 
 def _holds_place() -> sa.ColumnElement[bool]:
@@ -287,6 +342,7 @@ def _unclaimed(now: datetime) -> dict[str, Any]:
         "status": CallbackStatus.PENDING.value,
         "node": None,
         "claimed_at": None,
+        "lease_until": None,
         "updated_at": now,
     }
 
@@ -309,4 +365,5 @@ def _job(values: Mapping[str, Any]) -> CallbackJob:
         queue=values["queue"],
         joined_at=values["joined_at"],
         call_id=values["call_id"],
+        lease_until=values["lease_until"],
     )

@@ -34,6 +34,10 @@ PG_CONNECT_TIMEOUT_S: Final = 5
 # steady state and the overflow absorbs bursts (call start-up, the scheduler tick).
 POOL_SIZE: Final = 5
 POOL_MAX_OVERFLOW: Final = 10
+# How long a job's claim (callbacks, transcriptions) holds without renewal; `jobs.lease`
+# sets it. The node working a job renews it every third of this, so only a node that
+# stopped renewing (dead, or cut from the store that long) loses its job to another.
+JOB_LEASE_S: Final = 60.0
 # Key of the advisory lock serialising schema creation when several nodes start at once
 # (CREATE TABLE IF NOT EXISTS is not race-free on PostgreSQL). Any constant will do.
 _SCHEMA_LOCK_KEY: Final = 0x6E756D636667  # "numcfg"

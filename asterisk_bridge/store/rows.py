@@ -134,6 +134,9 @@ class CallbackJob:
     queue: str | None = None
     joined_at: datetime | None = None
     call_id: str | None = None  # the call this job calls back (None: requested by hand)
+    # While in progress: `node` holds the job until then (renewed as it works), after which
+    # another node may take it over. None: not claimed, or claimed before leases existed.
+    lease_until: datetime | None = None
 
     @property
     def holds_place(self) -> bool:
@@ -163,6 +166,7 @@ class CallbackJob:
             "queue": self.queue,
             "joined_at": iso(self.joined_at),
             "call_id": self.call_id,
+            "lease_until": iso(self.lease_until),
         }
 
 
@@ -183,6 +187,7 @@ class TranscriptionJob:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    lease_until: datetime | None = None  # as CallbackJob.lease_until
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

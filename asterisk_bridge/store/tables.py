@@ -170,6 +170,10 @@ callbacks = sa.Table(
     # or in progress, null otherwise: the unique key is what keeps one caller from having
     # two such callbacks at once, even when two nodes add them together.
     sa.Column("active_key", sa.String, nullable=True),
+    # Migration 0010 (issue 16): the node in `node` holds the job until then, renewing it
+    # while it works; past it the node is taken for dead and another may take the job.
+    # Null on jobs claimed before leases (claimed_at + CALLBACK_STALE_AFTER_S rules them).
+    sa.Column("lease_until", UTCDateTime, nullable=True),
     # The scheduler polls "pending and due" on every tick.
     sa.Index("ix_callbacks_status_due", "status", "due_at"),
     # Nulls never conflict (SQLite and PostgreSQL alike): finished jobs keep none.
@@ -302,6 +306,8 @@ transcription_jobs = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Migration 0010 (issue 16): as callbacks.lease_until.
+    sa.Column("lease_until", UTCDateTime, nullable=True),
     sa.Index("ix_transcription_jobs_status_due", "status", "due_at"),
 )
 

@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from asterisk_bridge.policy.types import TranscriptStatus
-from asterisk_bridge.store.engine import Database, NotFoundError, instant, utc_now
+from asterisk_bridge.store.engine import JOB_LEASE_S, Database, NotFoundError, instant, utc_now
 from asterisk_bridge.store.rows import TranscriptionJob
 from asterisk_bridge.store.tables import calls, transcription_jobs, transcription_usage
 
-# A claim older than this belongs to a node that died mid-job; another may take the job.
-# Longer than any one try may last (transcription.timeout is checked against it).
+# A job claimed before leases existed (migration 0010) has none: past this it is taken
+# for its dead node's. Longer than any one try may last (transcription.timeout).
 TRANSCRIPTION_STALE_AFTER_S: Final = 6 * 3600.0
 
 _jobs = transcription_jobs.c
@@ -61,15 +61,24 @@ class TranscriptionJobs:
         return None if row is None else _job(row)
 
     def claim_due(
-        self, now: datetime, *, node: str, stale_after: float = TRANSCRIPTION_STALE_AFTER_S
+        self, now: datetime, *, node: str, lease: float = JOB_LEASE_S
     ) -> TranscriptionJob | None:
-        """Mark the oldest due job as in progress on `node` and return it; None if none is."""
+        """Mark the oldest due job as in progress on `node`, held for `lease` seconds, and
+        return it; None if none is. A job whose lease ran out (its node died) is due."""
+        if lease <= 0:
+            raise ValueError(f"a lease must be positive, not {lease}")
         now = instant("now", now)
         due = sa.or_(
             sa.and_(_jobs.status == TranscriptStatus.PENDING, _jobs.due_at <= now),
             sa.and_(
                 _jobs.status == TranscriptStatus.IN_PROGRESS,
-                _jobs.claimed_at < now - timedelta(seconds=stale_after),
+                sa.or_(
+                    _jobs.lease_until < now,
+                    sa.and_(
+                        _jobs.lease_until.is_(None),
+                        _jobs.claimed_at < now - timedelta(seconds=TRANSCRIPTION_STALE_AFTER_S),
+                    ),
+                ),
             ),
         )
         pick = sa.select(_jobs.call_id).where(due).order_by(_jobs.due_at, _jobs.call_id).limit(1)
@@ -86,6 +95,7 @@ class TranscriptionJobs:
                     status=TranscriptStatus.IN_PROGRESS.value,
                     node=node,
                     claimed_at=now,
+                    lease_until=now + timedelta(seconds=lease),
                     updated_at=now,
                 )
             )
@@ -129,21 +139,50 @@ class TranscriptionJobs:
             )
             return True
 
-    def finish(self, call_id: str, *, text: str, now: datetime) -> None:
-        """The transcript is `text`: the job is done and the call details hold it."""
+    def renew(self, call_id: str, *, node: str, now: datetime, lease: float = JOB_LEASE_S) -> bool:
+        """Extend `node`'s hold on the job to `lease` seconds from `now`. False when the job
+        is no longer in progress on `node` (its lease ran out and another node took it)."""
         now = instant("now", now)
+        stmt = (
+            sa.update(transcription_jobs)
+            .where(_held_by(call_id, node))
+            .values(lease_until=now + timedelta(seconds=lease), updated_at=now)
+        )
         with self._db.write() as conn:
-            _select_job(conn, call_id)
-            self._settle(conn, call_id, TranscriptStatus.DONE, now=now, text=text)
+            return bool(conn.execute(stmt).rowcount == 1)
 
-    def fail(
-        self, call_id: str, *, error: str, attempts: int, retry_in: float, now: datetime
-    ) -> TranscriptStatus:
-        """Record a failed try: pending again `retry_in` seconds later, or failed for good
-        once `attempts` tries were made (its counted seconds are given back then)."""
+    def finish(self, call_id: str, *, text: str, now: datetime, node: str | None = None) -> bool:
+        """The transcript is `text`: the job is done and the call details hold it.
+
+        With `node`: only while the job is still in progress on `node`; False, and nothing
+        written, once another node took it over (its transcript is the one kept).
+        """
         now = instant("now", now)
         with self._db.write() as conn:
             job = _select_job(conn, call_id, lock=self._db.is_postgresql)
+            if node is not None and not _is_held(job, node):
+                return False
+            self._settle(conn, call_id, TranscriptStatus.DONE, now=now, text=text)
+            return True
+
+    def fail(
+        self,
+        call_id: str,
+        *,
+        error: str,
+        attempts: int,
+        retry_in: float,
+        now: datetime,
+        node: str | None = None,
+    ) -> TranscriptStatus | None:
+        """Record a failed try: pending again `retry_in` seconds later, or failed for good
+        once `attempts` tries were made (its counted seconds are given back then). With
+        `node`: None, and nothing written, when another node took the job over."""
+        now = instant("now", now)
+        with self._db.write() as conn:
+            job = _select_job(conn, call_id, lock=self._db.is_postgresql)
+            if node is not None and not _is_held(job, node):
+                return None
             made = job["attempts_made"] + 1
             if made < attempts:
                 conn.execute(
@@ -155,6 +194,7 @@ class TranscriptionJobs:
                         due_at=now + timedelta(seconds=retry_in),
                         node=None,
                         claimed_at=None,
+                        lease_until=None,
                         last_error=error,
                         updated_at=now,
                     )
@@ -184,11 +224,7 @@ class TranscriptionJobs:
         with self._db.write() as conn:
             conn.execute(
                 sa.update(transcription_jobs)
-                .where(
-                    _jobs.call_id == call_id,
-                    _jobs.status == TranscriptStatus.IN_PROGRESS,
-                    _jobs.node == node,
-                )
+                .where(_held_by(call_id, node))
                 .values(**_unclaimed(now))
             )
 
@@ -223,7 +259,9 @@ class TranscriptionJobs:
         conn.execute(
             sa.update(transcription_jobs)
             .where(_jobs.call_id == call_id)
-            .values(status=status.value, node=None, claimed_at=None, updated_at=now)
+            .values(
+                status=status.value, node=None, claimed_at=None, lease_until=None, updated_at=now
+            )
         )
         conn.execute(
             sa.update(calls)
@@ -242,11 +280,22 @@ def _select_job(conn: Connection, call_id: str, *, lock: bool = False) -> Mappin
     return row
 
 
+def _held_by(call_id: str, node: str) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        _jobs.call_id == call_id, _jobs.status == TranscriptStatus.IN_PROGRESS, _jobs.node == node
+    )
+
+
+def _is_held(job: Mapping[str, Any], node: str) -> bool:
+    return bool(job["status"] == TranscriptStatus.IN_PROGRESS and job["node"] == node)
+
+
 def _unclaimed(now: datetime) -> dict[str, Any]:
     return {
         "status": TranscriptStatus.PENDING.value,
         "node": None,
         "claimed_at": None,
+        "lease_until": None,
         "updated_at": now,
     }
 
@@ -266,4 +315,5 @@ def _job(values: Mapping[str, Any]) -> TranscriptionJob:
         last_error=values["last_error"],
         created_at=values["created_at"],
         updated_at=values["updated_at"],
+        lease_until=values["lease_until"],
     )

@@ -21,6 +21,7 @@ from typing import Final
 from ..calls.core.context import CallObserverBase
 from ..config.schema import Config, TranscriptionSettings
 from ..crm import CrmService
+from ..lease import leased
 from ..policy.quota import quota_period
 from ..policy.types import TranscriptStatus
 from ..store import STORE_FAULTS, CallDetails, Store, TranscriptionJob
@@ -98,7 +99,10 @@ class TranscriptionWorker:
     async def _claim(self) -> TranscriptionJob | None:
         try:
             job = await asyncio.to_thread(
-                self._store.transcripts.claim_due, self._clock(), node=self._node
+                self._store.transcripts.claim_due,
+                self._clock(),
+                node=self._node,
+                lease=self._config().jobs.lease,
             )
         except STORE_FAULTS as exc:
             if not self._store_down:
@@ -112,8 +116,18 @@ class TranscriptionWorker:
         return job
 
     async def _work(self, job: TranscriptionJob) -> None:
+        lease = self._config().jobs.lease
+
+        def renew() -> bool:
+            return self._store.transcripts.renew(
+                job.call_id, node=self._node, now=self._clock(), lease=lease
+            )
+
         try:
-            await self._transcribe(job)
+            # Renewed while the backend works: a node that dies mid-job stops renewing and
+            # another node takes the job over once the lease runs out (issue 16).
+            async with leased(renew, lease=lease, what=f"transcription of call {job.call_id}"):
+                await self._transcribe(job)
         except asyncio.CancelledError:
             await self._give_back(job)
             raise
@@ -153,7 +167,11 @@ class TranscriptionWorker:
             log.exception("transcription of call %s: unexpected error", job.call_id)
             await self._failed(job, settings, repr(exc))
             return
-        await asyncio.to_thread(jobs.finish, job.call_id, text=text, now=self._clock())
+        if not await asyncio.to_thread(
+            jobs.finish, job.call_id, text=text, now=self._clock(), node=self._node
+        ):
+            log.warning("call %s: transcript not kept, another node took the job", job.call_id)
+            return
         log.info("call %s transcribed (%d words)", job.call_id, len(text.split()))
         await self._to_crm(job.call_id, text)
 
@@ -168,8 +186,11 @@ class TranscriptionWorker:
             attempts=settings.attempts,
             retry_in=delay,
             now=self._clock(),
+            node=self._node,
         )
-        if status is TranscriptStatus.FAILED:
+        if status is None:
+            log.warning("call %s: failure not counted, another node took the job", job.call_id)
+        elif status is TranscriptStatus.FAILED:
             log.warning(
                 "call %s: transcription failed after %d tries: %s",
                 job.call_id,

@@ -138,10 +138,12 @@ def write_config(tmp_path: Path, override: dict[str, Any] | None = None) -> Path
     return path
 
 
-def install_dialplan(config_path: Path) -> None:
+def install_dialplan(config_path: Path, env: dict[str, str] | None = None) -> None:
+    """The numcfg contexts of this config on the rig (skipped when already there); `env`
+    expands the config's ${VAR}s instead of this process's environment."""
     from asterisk_bridge.config import load_config
 
-    text = render_dialplan(load_config(config_path))
+    text = render_dialplan(load_config(config_path, env=env))
     if _installed_dialplan and _installed_dialplan[-1] == text:
         return
     target = config_path.with_suffix(".dialplan.conf")

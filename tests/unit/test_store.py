@@ -392,6 +392,24 @@ def test_queue_cursor_starts_at_zero_and_keeps_the_last_value(store: Store) -> N
     assert store.queues.cursor("support") == 1
 
 
+def test_two_nodes_advancing_the_cursor_at_once_never_share_a_start(store_url: str) -> None:
+    """An `evenly` rotation shared by two nodes: each advance sees the one before it."""
+    node_a, node_b = two_stores(store_url)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            starts = list(
+                pool.map(
+                    lambda i: (node_a, node_b)[i % 2].queues.advance("sales", lambda c: c + 1),
+                    range(40),
+                )
+            )
+        assert sorted(starts) == list(range(40))
+        assert node_a.queues.cursor("sales") == 40
+    finally:
+        node_a.close()
+        node_b.close()
+
+
 # -- recording quota -------------------------------------------------------------------------
 
 
@@ -554,11 +572,13 @@ def test_a_job_given_back_is_pending_again_with_its_attempts_untouched(store: St
     assert (job.status, job.attempts_made, job.node) == (CallbackStatus.PENDING, 0, None)
 
 
-def test_a_callback_abandoned_by_a_dead_node_is_claimed_again_later(store: Store) -> None:
+def test_a_callback_abandoned_by_a_dead_node_is_claimed_again_after_its_lease(
+    store: Store,
+) -> None:
     job_id = add_job(store)
-    claim_due(store, T0, "node-a")
-    assert claim_due(store, T0 + timedelta(minutes=30), "node-b", stale_after=3600) is None
-    job = claim_due(store, T0 + timedelta(hours=2), "node-b", stale_after=3600)
+    claim_due(store, T0, "node-a", lease=60)
+    assert claim_due(store, T0 + timedelta(seconds=59), "node-b", lease=60) is None
+    job = claim_due(store, T0 + timedelta(seconds=61), "node-b", lease=60)
     assert job is not None and job.id == job_id and job.node == "node-b"
 
 
