@@ -3,6 +3,7 @@ wait). One registry per process so tests can build several apps side by side."""
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
@@ -30,6 +31,13 @@ def _version() -> str:
         return "unknown"
 
 
+def _loop_tasks() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # rendered outside a running loop (a test, a CLI)
+        return 0.0
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -43,6 +51,11 @@ class Metrics:
             "numcfg_calls", "Calls handled, by outcome", ["disposition"], registry=self.registry
         )
         self.active = Gauge("numcfg_active_calls", "Calls in progress", registry=self.registry)
+        # Tasks of the event loop that renders /metrics (numcfg's only loop): a count that
+        # grows while calls do not is a leak (make soak samples it).
+        Gauge(
+            "numcfg_asyncio_tasks", "Tasks alive on the event loop", registry=self.registry
+        ).set_function(_loop_tasks)
         self.ari_latency = Histogram(
             "numcfg_ari_request_seconds",
             "ARI REST request latency",

@@ -3,6 +3,8 @@ while a caller waits) and calls in progress in /api/calls (the real App, fake AR
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from asterisk_bridge.metrics import Metrics
@@ -60,3 +62,17 @@ async def test_a_call_in_progress_is_listed_with_ended_at_null(
         assert done["id"] == active["id"] and done["ended_at"] is not None
         async with http.get(f"{base}?active=maybe") as resp:
             assert resp.status == 400
+
+
+async def test_the_task_gauge_counts_the_tasks_of_the_event_loop(
+    start_engine_app: StartEngine,
+) -> None:
+    engine = await start_engine_app()
+    metrics = engine.app.metrics.registry
+    caller = await engine.incoming()
+    await engine.wait_for(lambda: engine.app.services.active, 5, "the call's task")
+    # Read in the loop, as /metrics is: the same count as asyncio's, the call's included.
+    assert metrics.get_sample_value("numcfg_asyncio_tasks") == len(asyncio.all_tasks())
+    assert set(engine.app.services.active.values()) <= asyncio.all_tasks()
+    await engine.hangup(caller)
+    await engine.calls_done()
