@@ -71,6 +71,24 @@ async def stored_recordings(harness: Harness) -> set[str]:
     return {r["name"] for r in await harness.client.request("GET", "/recordings/stored")}
 
 
+async def spool_left(
+    harness: Harness, calls: list[dict[str, Any]], timeout: float = 10.0
+) -> list[str]:
+    """The recordings and voicemail of `calls` still in Asterisk's spool after `timeout`
+    (numcfg takes each once its recording has finished), then deleted for the next test."""
+    ours = {f"numcfg-{kind}-{c['id']}" for c in calls for kind in ("rec", "vm")}
+    deadline = time.monotonic() + timeout
+    while True:
+        left = sorted(await stored_recordings(harness) & ours)
+        if not left or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    for name in left:  # clean for the next test, counted all the same
+        with contextlib.suppress(AriError):
+            await harness.client.delete_stored_recording(name)
+    return left
+
+
 async def leftovers(harness: Harness, timeout: float = 15.0) -> tuple[list[str], list[str]]:
     """Channels and bridges still in Asterisk after `timeout` (then hung up / destroyed,
     so the next test starts clean)."""
@@ -133,11 +151,7 @@ async def assert_after_faults(
             raise
         calls = []  # the store is the fault under test: nothing to read back
     channels, bridges = await leftovers(harness)
-    ours = {f"numcfg-{kind}-{c['id']}" for c in calls for kind in ("rec", "vm")}
-    spool = sorted(await stored_recordings(harness) & ours)
-    for name in spool:  # clean for the next test, counted all the same
-        with contextlib.suppress(AriError):
-            await harness.client.delete_stored_recording(name)
+    spool = await spool_left(harness, calls)
     gauge = app.metrics.active._value.get()
     claims = await app.services.claims.busy()
     tasks = len(app.services.active)
@@ -193,11 +207,7 @@ async def assert_after_service(
             break
         await asyncio.sleep(0.3)
     channels, bridges = await leftovers(harness)
-    ours = {f"numcfg-{kind}-{c['id']}" for c in calls for kind in ("rec", "vm")}
-    spool = sorted(await stored_recordings(harness) & ours)
-    for name in spool:
-        with contextlib.suppress(AriError):
-            await harness.client.delete_stored_recording(name)
+    spool = await spool_left(harness, calls)
     async with aiohttp.ClientSession() as http, http.get(metrics_url) as response:
         metrics = await response.text()
     gauge = next(
