@@ -19,7 +19,11 @@ employee rung again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import random
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,10 +31,17 @@ from pathlib import Path
 import pytest
 
 from asterisk_bridge.ari.events import Event, StasisStart
-from tests.integration.conftest import kill_ari_websockets
+from asterisk_bridge.store import open_store
+from tests.integration.conftest import (
+    install_dialplan,
+    kill_ari_websockets,
+    rig,
+    start_service,
+    write_config,
+)
 from tests.integration.harness import CallerLeg, Employee, Harness
 
-from .checks import assert_after_faults
+from .checks import assert_after_faults, assert_after_service, with_check
 from .figures import FIGURES
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -466,3 +477,92 @@ async def test_a_cut_hangs_up_a_call_left_without_owner(
     await harness.ended(leg)
     (call,) = await assert_after_faults(app, harness, test=test, placed=1)
     assert call["route"] == ["greeting", "hangup"]
+
+
+# -- what numcfg logs under cuts ------------------------------------------------------------
+
+
+async def numcfg_sessions() -> int:
+    """numcfg's ARI websockets open in Asterisk now."""
+    listing = await asyncio.to_thread(rig, "cli", "ari show websocket sessions")
+    return sum(
+        1
+        for line in listing.splitlines()
+        if len(fields := line.split()) >= 5
+        and fields[1] == "inbound"
+        and "numcfg" in fields[4].split(",")
+    )
+
+
+LOG_CUTS = 10
+LOG_TEAM = {"anna": "101", "boris": "102", "chloe": "103"}
+
+
+def log_config() -> dict:
+    return {
+        "queues": {
+            "sales": {
+                "members": list(LOG_TEAM),
+                "ring_time": 10,
+                "max_wait": 60,
+                "fallback": {"action": "hangup"},
+            }
+        },
+        "numbers": {"paris": {"routing": {"greeting": WELCOME, "queue": "sales"}}},
+    }
+
+
+async def test_logs_under_cuts_collapse_repeats_and_say_each_call_state_change_once(
+    harness: Harness, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17's log finding (a run of cuts wrote 74,000 warning lines): `numcfg --log-json
+    run` with three conversations up through ten cuts in a few seconds. Its warnings stay a
+    handful (a repeat is one line, then one line with its count), and each call's state
+    changes are one line each, with the call id as a field."""
+    test = request.node.name
+    harness.reset()
+    config = write_config(tmp_path, with_check(log_config()))
+    os.chmod(config, 0o600)
+    install_dialplan(config)
+    store = open_store(f"sqlite:///{tmp_path}/numcfg.sqlite3")
+    for name in LOG_TEAM:
+        store.people.set_workday(name, "working")
+    for ext in LOG_TEAM.values():
+        harness.employees[ext] = Employee("answer", answer_after=0.2)  # talks until the end
+    log = tmp_path / "numcfg.log"
+    proc = await start_service(config, stderr=log, options=("--log-json",))
+    try:
+        legs = [await harness.call("+33185000000", caller=f"+3361230000{i}") for i in range(3)]
+        for leg in legs:
+            await harness.bridged(leg, timeout=30)
+        for _ in range(LOG_CUTS):
+            await wait_until_async(numcfg_sessions, 1, 20)  # reconnected (after 0.5 s)
+            assert await asyncio.to_thread(kill_ari_websockets, "numcfg") == 1
+            FIGURES.fault(test)
+        await wait_until_async(numcfg_sessions, 1, 20)
+        for leg in legs:
+            assert await harness.bridge_of(leg.far_id) is not None, "conversation lost"
+            await harness.hangup(leg)
+        saved = await assert_after_service(store, harness, LOG_TEAM, test=test, placed=3)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 20)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        store.close()
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    warnings = [e["message"] for e in entries if e["level"] in ("WARNING", "ERROR")]
+    # Each distinct warning once (then once more with its count, past 30 s): ten cuts
+    # make one "websocket closed" line, not ten.
+    closed = [m for m in warnings if "websocket closed" in m]
+    assert 1 <= len(closed) <= 2, closed
+    assert len(warnings) <= 6, warnings
+    for call in saved:
+        lines = [e["message"] for e in entries if e.get("call_id") == call["id"]]
+        said = [m.split(": ", 1)[1] for m in lines if m.startswith(f"call {call['id']}: ")]
+        assert said[0].startswith("started, incoming from '+336"), said
+        assert said[1:-1] == call["route"], said  # each step once, in order
+        assert said[-1] == f"ended, {call['disposition']}", said

@@ -93,13 +93,17 @@ def kill_ari_websockets(app: str) -> int:
     return cut
 
 
-async def start_service(config: Path, stderr: Path | None = None) -> asyncio.subprocess.Process:
-    """`numcfg run` as its own process, once its /ready answers 200 (its log to `stderr`)."""
+async def start_service(
+    config: Path, stderr: Path | None = None, options: tuple[str, ...] = ()
+) -> asyncio.subprocess.Process:
+    """`numcfg [options] run` as its own process, once its /ready answers 200 (its log to
+    `stderr`)."""
     log = stderr.open("ab") if stderr else None
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "asterisk_bridge.cli",
+        *options,
         "run",
         "-c",
         str(config),
