@@ -19,6 +19,7 @@ from .api.server import build_api
 from .ari.client import AriClient
 from .ari.errors import AriError
 from .ari.events import USED_EVENT_TYPES, Event, StreamResumed
+from .ari.inbox import made_by_new_id
 from .ari.router import EventRouter
 from .ari.stream import EventStream
 from .calls.callback import callback_worker
@@ -26,6 +27,7 @@ from .calls.clicktocall import click_to_call
 from .calls.core.claims import claims_for
 from .calls.core.context import Services
 from .calls.core.journal import Journal
+from .calls.core.leftovers import adopt_recordings
 from .calls.dispatcher import Dispatcher
 from .calls.features.crm_journal import CrmJournal
 from .calls.virtual_hold import held_worker
@@ -135,6 +137,8 @@ class App:
         self.missing_sounds: list[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[bool]] = set()
+        # Calls the last run left open, closed at start; their recordings are taken after.
+        self._interrupted: list[str] = []
         self._stack: contextlib.AsyncExitStack | None = None
         self._stopped = asyncio.Event()
 
@@ -163,8 +167,13 @@ class App:
             return
         await asyncio.sleep(RECONCILE_GRACE_SECONDS)
         for channel_id in channels:
-            if self.router.owner(channel_id) is None and await self._in_our_stasis(channel_id):
-                log.warning("hanging up channel %s left in Stasis without an owner", channel_id)
+            if self.router.owner(channel_id) is not None:
+                continue
+            # A leg numcfg originated that nobody owns (its call ended in a gap, or the
+            # process that rang it was killed) would ring an employee for a caller who is
+            # gone until its dial timeout: it is an orphan even before it is answered.
+            if made_by_new_id(channel_id) or await self._in_our_stasis(channel_id):
+                log.warning("hanging up channel %s left without an owner", channel_id)
                 with contextlib.suppress(AriError):
                     await self.client.hangup(channel_id)
         for bridge_id in bridges:
@@ -219,6 +228,7 @@ class App:
         self._background(stack, self._prepare_hold_music(), "hold-music")
         self._background(stack, self._watch_sounds(), "sound-check")
         self._background(stack, self._retention(), "retention")
+        self._background(stack, self._adopt_interrupted_recordings(), "interrupted-recordings")
         host, _, port = config.api.listen.rpartition(":")
         runner = web.AppRunner(build_api(self), access_log=None)
         await runner.setup()
@@ -254,6 +264,21 @@ class App:
             return
         if closed:
             log.warning("closed %d call(s) left open by the last run", len(closed))
+            self._interrupted = closed
+
+    async def _adopt_interrupted_recordings(self) -> None:
+        """What the interrupted calls recorded is taken from Asterisk's spool once
+        reconciliation has hung up their channels (calls/core/leftovers.py)."""
+        if not self._interrupted or not await self.stream.wait_connected(
+            HOLD_MUSIC_CONNECT_SECONDS
+        ):
+            return
+        try:
+            await adopt_recordings(
+                self.client, self.store, self.config_holder.current, self._interrupted
+            )
+        except Exception as exc:  # never keeps numcfg from serving calls
+            log.warning("recordings of interrupted calls not taken: %s", exc)
 
     def _background(
         self,

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import uuid
 from enum import Enum
 from types import TracebackType
@@ -53,6 +54,15 @@ _COUNTER = itertools.count(1)
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{_PROCESS}-{next(_COUNTER)}"
+
+
+_OUR_ID = re.compile(r"[a-z0-9]+-[0-9a-f]{12}-[0-9]+")
+
+
+def made_by_new_id(resource_id: str) -> bool:
+    """Whether `resource_id` is one new_id made, in this process or an earlier one: a
+    channel numcfg originated (never the far half of a Local leg, named by Asterisk)."""
+    return _OUR_ID.fullmatch(resource_id) is not None
 
 
 class Kind(Enum):

@@ -81,6 +81,15 @@ class Dispatcher:
 
     async def _run(self, call: Call, flow: Coroutine[Any, Any, None]) -> None:
         current_call.set(call.record.id)  # this task's context: its log records say so
+        record = call.record
+        # %r: caller IDs and dialed strings are the caller's text (no newline reaches a log).
+        log.info(
+            "call %s: started, %s from %r to %r",
+            record.id,
+            record.direction.value,
+            record.caller,
+            record.callee,
+        )
         try:
             await call.note_progress()
             await flow

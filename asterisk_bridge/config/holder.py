@@ -58,6 +58,10 @@ class ConfigHolder:
                 self.generation,
             )
             return False
+        except Exception as exc:  # a loader bug must not look like a silent success
+            log.exception("config reload failed unexpectedly")
+            issue = ConfigIssue(str(self.path), 1, 1, "", f"cannot load: {exc!r}")
+            return self._keep([issue], "reload from the file")
         return self._swap(config, str(self.path))
 
     def _keep(self, issues: list[ConfigIssue], what: str) -> bool:

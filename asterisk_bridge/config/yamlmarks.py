@@ -75,7 +75,13 @@ def parse(text: str, env: Mapping[str, str]) -> Document:
         raise YamlSyntaxError(
             Pos(1, 1), f"the file is {len(text)} characters; a config is at most {MAX_CONFIG_CHARS}"
         )
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character first
+    except yaml.reader.ReaderError as exc:  # a character YAML never allows: a binary file
+        raise YamlSyntaxError(
+            _pos_at(text, exc.position),
+            f"character U+{int(exc.character):04X} is not allowed in YAML (not a text file?)",
+        ) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -88,8 +94,18 @@ def parse(text: str, env: Mapping[str, str]) -> Document:
         pos = Pos.of(mark) if mark else Pos(1, 1)
         message = " ".join(p for p in (exc.context, exc.problem) if p)
         raise YamlSyntaxError(pos, f"YAML syntax error: {message}") from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise YamlSyntaxError(
+            Pos(loader.line + 1, loader.column + 1),
+            "the document is nested deeper than any config is",
+        ) from None
     finally:
         loader.dispose()
+
+
+def _pos_at(text: str, offset: int) -> Pos:
+    line = text.count("\n", 0, offset)
+    return Pos(line + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1)
 
 
 class _Builder:

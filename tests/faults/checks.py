@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+import aiohttp
 
 from asterisk_bridge.app import App
 from asterisk_bridge.ari.errors import AriError
-from asterisk_bridge.store import STORE_FAULTS
+from asterisk_bridge.store import STORE_FAULTS, Store
 from tests.integration.conftest import BASE_CONFIG, deep_merge
 from tests.integration.harness import Employee, Harness
 
@@ -68,6 +71,24 @@ async def stored_recordings(harness: Harness) -> set[str]:
     return {r["name"] for r in await harness.client.request("GET", "/recordings/stored")}
 
 
+async def spool_left(
+    harness: Harness, calls: list[dict[str, Any]], timeout: float = 10.0
+) -> list[str]:
+    """The recordings and voicemail of `calls` still in Asterisk's spool after `timeout`
+    (numcfg takes each once its recording has finished), then deleted for the next test."""
+    ours = {f"numcfg-{kind}-{c['id']}" for c in calls for kind in ("rec", "vm")}
+    deadline = time.monotonic() + timeout
+    while True:
+        left = sorted(await stored_recordings(harness) & ours)
+        if not left or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    for name in left:  # clean for the next test, counted all the same
+        with contextlib.suppress(AriError):
+            await harness.client.delete_stored_recording(name)
+    return left
+
+
 async def leftovers(harness: Harness, timeout: float = 15.0) -> tuple[list[str], list[str]]:
     """Channels and bridges still in Asterisk after `timeout` (then hung up / destroyed,
     so the next test starts clean)."""
@@ -90,8 +111,12 @@ async def leftovers(harness: Harness, timeout: float = 15.0) -> tuple[list[str],
 async def ring_everyone(app: App, harness: Harness, timeout: float = 20.0) -> set[str]:
     """One call to the check number: the extensions that rang (all at once)."""
     await all_working(app)
-    exts = extensions(app)
-    for ext in exts.values():
+    return await ring_all(harness, extensions(app).values(), timeout=timeout)
+
+
+async def ring_all(harness: Harness, exts: Iterable[str], timeout: float = 20.0) -> set[str]:
+    """One call to the check number (every employee working): the extensions that rang."""
+    for ext in exts:
         # Answers late enough for every phone to ring first; the first answer wins.
         harness.employees[ext] = Employee("answer", answer_after=1.5, hangup_after=0.2)
     mark = len(harness.events)
@@ -126,11 +151,7 @@ async def assert_after_faults(
             raise
         calls = []  # the store is the fault under test: nothing to read back
     channels, bridges = await leftovers(harness)
-    ours = {f"numcfg-{kind}-{c['id']}" for c in calls for kind in ("rec", "vm")}
-    spool = sorted(await stored_recordings(harness) & ours)
-    for name in spool:  # clean for the next test, counted all the same
-        with contextlib.suppress(AriError):
-            await harness.client.delete_stored_recording(name)
+    spool = await spool_left(harness, calls)
     gauge = app.metrics.active._value.get()
     claims = await app.services.claims.busy()
     tasks = len(app.services.active)
@@ -162,4 +183,55 @@ async def assert_after_faults(
         channels, bridges = await leftovers(harness)
         assert (channels, bridges) == ([], [])
         assert await app.services.claims.busy() == set()
+    return calls
+
+
+async def assert_after_service(
+    store: Store,
+    harness: Harness,
+    employees: Mapping[str, str],
+    *,
+    test: str,
+    placed: int,
+    metrics_url: str = "http://127.0.0.1:18090/metrics",
+    timeout: float = 30.0,
+) -> list[dict[str, Any]]:
+    """assert_after_faults for a `numcfg run` in its own process (a SIGKILL, a SIGHUP),
+    seen from outside: its store, Asterisk, and its /metrics. `employees` maps employee ids
+    to extensions; they are all set working and rung again through the check number."""
+    deadline = time.monotonic() + timeout
+    while True:  # numcfg writes the details once a call has ended
+        calls = [c.to_json() for c in await asyncio.to_thread(store.calls.recent, limit=1000)]
+        complete = [c for c in calls if c["disposition"] and c["ended_at"]]
+        if len(complete) >= placed or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    channels, bridges = await leftovers(harness)
+    spool = await spool_left(harness, calls)
+    async with aiohttp.ClientSession() as http, http.get(metrics_url) as response:
+        metrics = await response.text()
+    gauge = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("numcfg_active_calls ")
+    )
+    FIGURES.calls(test, placed=placed, saved=len(complete))
+    FIGURES.leftover(test, len(channels) + len(bridges) + len(spool) + int(gauge != 0))
+    assert len(calls) == placed, f"{placed} calls placed, {len(calls)} with details"
+    assert len(complete) == placed, f"calls without complete details: {calls}"
+    assert channels == [], f"channels left: {channels}"
+    assert bridges == [], f"bridges left: {bridges}"
+    assert spool == [], f"recordings left in Asterisk's spool: {spool}"
+    assert gauge == 0, f"active-calls gauge at {gauge}"
+    for name in employees:
+        await asyncio.to_thread(store.people.set_workday, name, "working")
+    rang = await ring_all(harness, employees.values())
+    deadline = time.monotonic() + timeout
+    while (saved := len(await asyncio.to_thread(store.calls.recent, limit=1000))) <= placed:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    FIGURES.calls(test, placed=1, saved=saved - len(calls))
+    assert rang == set(employees.values()), f"never rung again: {set(employees.values()) - rang}"
+    assert await leftovers(harness) == ([], [])
     return calls

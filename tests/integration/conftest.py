@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +91,40 @@ def kill_ari_websockets(app: str) -> int:
             rig("cli", f"ari shutdown websocket session {fields[0]}")
             cut += 1
     return cut
+
+
+async def start_service(
+    config: Path, stderr: Path | None = None, options: tuple[str, ...] = ()
+) -> asyncio.subprocess.Process:
+    """`numcfg [options] run` as its own process, once its /ready answers 200 (its log to
+    `stderr`)."""
+    log = stderr.open("ab") if stderr else None
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "asterisk_bridge.cli",
+        *options,
+        "run",
+        "-c",
+        str(config),
+        cwd=REPO,
+        env={**os.environ},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=log or asyncio.subprocess.DEVNULL,
+    )
+    if log:
+        log.close()  # the child has its own copy
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                async with http.get("http://127.0.0.1:18090/ready") as resp:
+                    if resp.status == 200:
+                        return proc
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "numcfg run did not become ready"
+            await asyncio.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

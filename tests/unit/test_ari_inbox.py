@@ -18,7 +18,7 @@ from asterisk_bridge.ari.events import (
     StreamResumed,
     parse_event,
 )
-from asterisk_bridge.ari.inbox import Inbox, Kind
+from asterisk_bridge.ari.inbox import Inbox, Kind, made_by_new_id, new_id
 from asterisk_bridge.ari.router import EventRouter
 from tests.fakeari.server import FakeAri
 
@@ -110,3 +110,12 @@ async def test_after_a_gap_lost_endings_are_synthesised_and_live_things_are_left
     assert not inbox.hung_up  # the caller's channel is still up
     assert not any(isinstance(e, StasisStart) and e.channel.id == "leg-up" for e in seen)
     assert not any(isinstance(e, ChannelDtmfReceived) for e in seen)
+
+
+def test_ids_numcfg_made_are_told_from_the_ones_asterisk_made() -> None:
+    # Reconciliation hangs up unowned channels with numcfg's ids (legs it originated);
+    # the far halves of Local legs carry Asterisk's ids and belong to someone else.
+    assert made_by_new_id(new_id("leg")) and made_by_new_id(new_id("cb"))
+    assert made_by_new_id("leg-0123456789ab-7")  # an earlier process's leg
+    for other in ("1733071234.42", "far-0123456789ab", "caller-0123456789ab", "leg-xyz-1"):
+        assert not made_by_new_id(other)

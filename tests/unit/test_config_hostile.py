@@ -80,3 +80,38 @@ async def test_a_hostile_reload_keeps_the_config_and_never_stalls_the_loop(
     assert holder.current is before
     assert holder.last_error and "expands to more than" in str(holder.last_error[0])
     assert longest < 0.5  # the parse ran in a thread: the loop kept turning (was 183 s)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        # Valid UTF-8 that YAML refuses: a binary file (PyYAML raised ReaderError).
+        (GOOD + "blob: \x00\x01\x02\x89PNG\n", (9, 7), "U+0000 is not allowed in YAML"),
+        # Nested past Python's recursion limit (PyYAML raised RecursionError).
+        (GOOD + "deep: " + "[" * 20000 + "]" * 20000 + "\n", None, "nested deeper"),
+        (GOOD + "".join(" " * i + f"k{i}:\n" for i in range(1500)), None, "nested deeper"),
+    ],
+    ids=["binary", "deep-flow", "deep-block"],
+)
+def test_binary_and_deeply_nested_files_are_config_errors_at_their_line(
+    text: str, where: tuple[int, int] | None, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, filename="numcfg.yaml", env=ENV)
+    (issue,) = caught.value.issues
+    assert message in str(issue)
+    if where is not None:
+        assert (issue.line, issue.col) == where
+    else:
+        assert issue.line > GOOD.count("\n")  # past the good part, where the nesting is
+
+
+async def test_a_binary_reload_keeps_the_config_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "numcfg.yaml"
+    path.write_text(GOOD)
+    holder = ConfigHolder(path, env=ENV)
+    before = holder.current
+    path.write_bytes(GOOD.encode() + b"\x00" * 64)
+    assert await holder.reload_async() is False
+    assert holder.current is before
+    assert holder.last_error and "not allowed in YAML" in str(holder.last_error[0])

@@ -61,6 +61,8 @@ class Call:
 
     def step(self, name: str) -> None:
         self.record.step(name)
+        # One line per call state change (issue 17); the call id is also a field (logs.py).
+        log.info("call %s: %s", self.record.id, name)
 
     async def answer(self) -> bool:
         if self.answered:
@@ -188,7 +190,9 @@ class Call:
     async def _save(self) -> None:
         await self.details_ready()
         self.record.ended_at = now()
-        self.services.metrics.call_finished(self.record.disposition or Disposition.FAILED)
+        disposition = self.record.disposition or Disposition.FAILED
+        self.services.metrics.call_finished(disposition)
+        log.info("call %s: ended, %s", self.record.id, disposition.value)
         if not self.persist:
             return
         details = self.record.details()

@@ -1,5 +1,6 @@
 """ARI connection faults: a silent network drop (through a loopback proxy, the one fault a
-real Asterisk cannot be made to show) and a second instance taking the app name."""
+real Asterisk cannot be made to show) with a conversation up, and a second instance taking
+the app name. Each ends with issue 17's checks (checks.assert_after_faults)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import time
 
 import pytest
 
-from .harness import Harness, calls_done
+from tests.integration.harness import Employee, Harness
+
+from .checks import assert_after_faults
+from .figures import FIGURES
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -57,14 +61,38 @@ class FreezableProxy:
 
 
 async def test_silent_drop_is_noticed_within_ten_seconds_and_recovered(
-    harness: Harness, numcfg
+    harness: Harness, numcfg, request: pytest.FixtureRequest
 ) -> None:
+    test = request.node.name
     proxy = FreezableProxy()
     await proxy.start()
     try:
-        app = await numcfg({"asterisk": {"ari_url": f"http://127.0.0.1:{proxy.port}/ari"}})
+        app = await numcfg(
+            {
+                "asterisk": {"ari_url": f"http://127.0.0.1:{proxy.port}/ari"},
+                "queues": {
+                    "sales": {
+                        "members": ["anna"],
+                        "ring_time": 10,
+                        "max_wait": 30,
+                        "fallback": {"action": "hangup"},
+                    }
+                },
+                "numbers": {"paris": {"routing": {"greeting": None, "queue": "sales"}}},
+            }
+        )
         assert app.stream.connected
+        await asyncio.to_thread(app.store.people.set_workday, "anna", "working")
+        harness.employees["101"] = Employee("answer", answer_after=0.2)  # talks on
+        leg = await harness.call("+33185000000")
+        await harness.bridged(leg, timeout=20)
+        deadline = time.monotonic() + 10
+        while len((await harness.bridge_of(leg.far_id) or {}).get("channels", [])) < 2:
+            assert time.monotonic() < deadline, "the employee never joined the caller"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # talking: no request of numcfg's in flight
         proxy.flowing.clear()
+        FIGURES.fault(test)
         frozen_at = time.monotonic()
         while app.stream.connected:
             assert time.monotonic() - frozen_at < 10, "silent drop not noticed within 10 s"
@@ -74,19 +102,23 @@ async def test_silent_drop_is_noticed_within_ten_seconds_and_recovered(
         while not app.stream.connected:
             assert time.monotonic() < deadline, "no reconnection after the network came back"
             await asyncio.sleep(0.1)
-        leg = await harness.call("+33185000000")
-        await harness.heard(leg, "sound:numcfg/en/welcome")
-        await harness.ended(leg)
-        await calls_done(app)
+        # The conversation went on through the drop.
+        bridge = await harness.bridge_of(leg.far_id)
+        assert bridge is not None and len(bridge["channels"]) == 2, "conversation lost"
+        await harness.hangup(leg)
+        (call,) = await assert_after_faults(app, harness, test=test, placed=1)
+        assert (call["disposition"], call["employee"]) == ("answered", "anna")
     finally:
         await proxy.stop()
 
 
 async def test_second_instance_replaces_the_first_which_stops_without_fighting(
-    harness: Harness, numcfg
+    harness: Harness, numcfg, request: pytest.FixtureRequest
 ) -> None:
+    test = request.node.name
     first = await numcfg()
     second = await numcfg({"api": {"listen": "127.0.0.1:18091"}})
+    FIGURES.fault(test)
     deadline = time.monotonic() + 10
     while not first.stream.replaced:
         assert time.monotonic() < deadline, "first instance never saw ApplicationReplaced"
@@ -98,4 +130,5 @@ async def test_second_instance_replaces_the_first_which_stops_without_fighting(
     leg = await harness.call("+33185000000")
     await harness.heard(leg, "sound:numcfg/en/welcome")
     await harness.ended(leg)
-    assert len(await calls_done(second)) == 1
+    (call,) = await assert_after_faults(second, harness, test=test, placed=1)
+    assert call["route"] == ["greeting", "hangup"]
