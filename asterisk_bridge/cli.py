@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import sys
@@ -16,13 +15,14 @@ from . import cli_admin, cli_crm, cli_holdmusic, cli_install, cli_retention, cli
 from .app import run_app
 from .cli_common import config_arg, default_config_path, load_config_or_exit
 from .config import ConfigError, ConfigIssue, config_json_schema, load_config, render_dialplan
+from .event_loop import run_event_loop
 from .store import open_store
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     path = args.config or default_config_path()
     try:
-        asyncio.run(run_app(path))
+        run_event_loop(run_app(path))
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)

@@ -82,6 +82,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
 
 
+def loop_thread_cpu_seconds(pid: int) -> float:
+    """utime+stime of the main thread alone (numcfg's event loop); the rest of the
+    process's CPU is its worker threads (store calls, the config watcher)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def status_kb(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -399,6 +406,8 @@ class RunResult:
     elapsed_s: float
     asterisk_cpu_s: float
     numcfg_cpu_s: float
+    # Of numcfg_cpu_s: its event loop's thread (the rest is worker threads).
+    numcfg_loop_cpu_s: float
     driver_cpu_s: float
     numcfg_ari_requests_per_call: dict[str, float]
     wall_mean_s: float
@@ -441,6 +450,7 @@ async def run_variant(
     requests0 = await ari_requests(driver.session) if numcfg_pid else {}
     ast0 = cpu_seconds(ast_pid)
     num0 = cpu_seconds(numcfg_pid) if numcfg_pid else 0.0
+    loop0 = loop_thread_cpu_seconds(numcfg_pid) if numcfg_pid else 0.0
     drv0 = time.process_time()
     t0 = time.monotonic()
     await asyncio.gather(*(worker(slot) for slot in range(1, concurrency + 1)))
@@ -451,6 +461,7 @@ async def run_variant(
     drv1 = time.process_time()
     ast1 = cpu_seconds(ast_pid)
     num1 = cpu_seconds(numcfg_pid) if numcfg_pid else 0.0
+    loop1 = loop_thread_cpu_seconds(numcfg_pid) if numcfg_pid else 0.0
     stop.set()
     await watcher
     requests1 = await ari_requests(driver.session) if numcfg_pid else {}
@@ -470,6 +481,7 @@ async def run_variant(
         elapsed_s=elapsed,
         asterisk_cpu_s=ast1 - ast0,
         numcfg_cpu_s=num1 - num0,
+        numcfg_loop_cpu_s=loop1 - loop0,
         driver_cpu_s=drv1 - drv0,
         numcfg_ari_requests_per_call=requests,
         wall_mean_s=statistics.fmean(walls) if walls else 0.0,
@@ -655,7 +667,8 @@ async def main() -> int:
                 print(
                     f"bench: round {round_no + 1} {variant}: {result.ok}/{result.calls} ok, "
                     f"Asterisk {1000 * result.asterisk_cpu_s / max(1, result.ok):.1f} ms/call, "
-                    f"numcfg {1000 * result.numcfg_cpu_s / max(1, result.ok):.1f} ms/call",
+                    f"numcfg {1000 * result.numcfg_cpu_s / max(1, result.ok):.1f} ms/call "
+                    f"(event loop {1000 * result.numcfg_loop_cpu_s / max(1, result.ok):.1f})",
                     file=sys.stderr,
                 )
         hwm_kb, rss_kb = status_kb(proc.pid, "VmHWM"), status_kb(proc.pid, "VmRSS")
@@ -726,7 +739,12 @@ def start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
             "--pid",
             str(pid),
             "--rate",
-            "500",
+            "200",
+            # Pausing the process 500 times a second tripled its CPU per call.
+            "--nonblocking",
+            # Only the thread holding the GIL: where the Python CPU goes, whichever
+            # thread (a thread waiting for the GIL or in a syscall is not sampled).
+            "--gil",
             "--threads",
             "--format",
             fmt,
