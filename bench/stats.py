@@ -110,7 +110,7 @@ class Flatness:
 
 
 def flatness(
-    samples: Sequence[Mapping[str, float]],
+    samples: Sequence[Mapping[str, float | None]],
     *,
     metrics: Sequence[str],
     warmup: int = 1,
