@@ -98,6 +98,7 @@ class StepResult:
     passed: bool
     reason: str
     errors: list[str]
+    failed_calls: list[dict[str, Any]]
 
 
 def concurrency(calls: list[Call], lo: float, hi: float) -> tuple[int, float]:
@@ -174,6 +175,8 @@ def summarize_step(
         passed=verdict.ok,
         reason=verdict.reason,
         errors=sorted({c.error for c in calls if c.error})[:5],
+        # What the observer saw of the first few failed calls: the place to start looking.
+        failed_calls=[asdict(c) for c in calls if not c.ok][:5],
     )
 
 
