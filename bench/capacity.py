@@ -35,7 +35,10 @@ from bench.load import Bench, Call, Driver, bench  # noqa: E402
 from bench.run import cpu_seconds, machine  # noqa: E402
 from bench.stats import call_equivalents, capacity, percentile, step_verdict  # noqa: E402
 
-DEFAULT_RATES = "1,2,4,6,8,10,12,14,16"
+DEFAULT_RATES = "1,2,4,6,8,10,12,16,20,25,30,40,50,60"
+# Enough lines for the highest rate (60/s x 5.2 s = 312 calls up) with room to spare,
+# so a line is reused only long after its last call.
+DEFAULT_LINES = 399
 # A step makes callers wait when a latency's p99 rises this far above the same
 # variant's p50 at the lowest step: a caller notices a quarter of a second of silence.
 DEFAULT_WAIT_MS = 250.0
@@ -329,9 +332,12 @@ async def main() -> int:
         help=f"offered calls per second, rising (default {DEFAULT_RATES})",
     )
     parser.add_argument(
-        "--step-seconds", type=float, default=float(os.environ.get("BENCH_STEP_SECONDS", 15))
+        "--step-seconds", type=float, default=float(os.environ.get("BENCH_STEP_SECONDS", 12))
     )
     parser.add_argument("--wait-ms", type=float, default=DEFAULT_WAIT_MS)
+    parser.add_argument(
+        "--lines", type=int, default=DEFAULT_LINES, help="numbers/menus/employees, one per call up"
+    )
     parser.add_argument(
         "--order", default="dialplan,numcfg", help="variants, in the order they run"
     )
@@ -346,7 +352,7 @@ async def main() -> int:
 
     started = time.monotonic()
     steps: list[StepResult] = []
-    async with bench(keep=args.keep) as b:
+    async with bench(slots=args.lines, keep=args.keep) as b:
         idle = await idle_rates(b, 3.0)
         print(
             f"capacity: Asterisk idle {1000 * idle['asterisk']:.1f} ms/s, numcfg idle "
@@ -367,6 +373,7 @@ async def main() -> int:
             "step_seconds": args.step_seconds,
             "wait_ms": args.wait_ms,
             "order": args.order,
+            "lines": args.lines,
             "idle_ms_per_s": {k: round(1000 * v, 2) for k, v in idle.items()},
             "elapsed_s": round(time.monotonic() - started, 1),
         },

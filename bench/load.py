@@ -44,15 +44,18 @@ from bench.run import (
     ARI_PASSWORD,
     ARI_URL,
     ARI_USER,
+    BENCH_CONF,
     CALLER_ID,
     CONTEXT_DIALPLAN,
     CONTEXT_NUMCFG,
     DRIVER_APP,
     MAX_SLOTS,
+    NUMBER_PREFIX,
     PRESS_AFTER_SECONDS,
     asterisk_pid,
     bench_config,
     cleanup,
+    employee_ext,
     install_dialplan,
     number,
     rig,
@@ -73,7 +76,11 @@ OBSERVED_EVENTS = [
     "ChannelDtmfReceived",
     "PlaybackStarted",
 ]
-EMPLOYEE_LEG = re.compile(r"^Local/1(\d{2})@numcfg-bench-employees-[0-9a-f]+;(\d)$")
+# Lines 1-99 are run.py's (number +33185009901, employee 101...); each further block of
+# 100 takes the next number prefix down and employee hundreds up: line 100 is
+# +33185009800 and employee 200, line 250 is +33185009750 and employee 350.
+MAX_LINES = 899
+EMPLOYEE_LEG = re.compile(r"^Local/(\d)(\d{2})@numcfg-bench-employees-[0-9a-f]+;(\d)$")
 # An originate answered more than this after its scheduled instant means the driver or
 # Asterisk has a backlog: the caller waited before even ringing in.
 LATE_SECONDS = 1.0
@@ -170,10 +177,11 @@ class Driver:
         elif (call := self._far.get(cid)) is not None:
             self._on_far(call, kind, event)
         elif (match := EMPLOYEE_LEG.match(channel.get("name", ""))) is not None:
-            call = self._slot_owner.get(int(match.group(1)))
+            line = 100 * (int(match.group(1)) - 1) + int(match.group(2))
+            call = self._slot_owner.get(line)
             if call is None or call.dtmf_ts is None:
                 return  # a leg of an earlier call on this line, or before the digit
-            if kind == "ChannelDialplan" and match.group(2) == "2" and call.ring_ts is None:
+            if kind == "ChannelDialplan" and match.group(3) == "2" and call.ring_ts is None:
                 call.ring_ts = ari_time(event["timestamp"])
             elif kind == "ChannelStateChange" and channel.get("state") == "Up":
                 call.employee_up = True
@@ -206,7 +214,7 @@ class Driver:
         self._slot_owner[slot] = call
         try:
             await self.client.originate(
-                endpoint=f"Local/{number(slot)}@{CONTEXTS[variant]}",
+                endpoint=f"Local/{line_number(slot)}@{CONTEXTS[variant]}",
                 channel_id=cid,
                 other_channel_id=f"{cid}-far",
                 app=DRIVER_APP,
@@ -268,6 +276,73 @@ class Driver:
         return tasks
 
 
+def line_number(line: int) -> str:
+    block, rest = divmod(line, 100)
+    return number(line) if block == 0 else f"{NUMBER_PREFIX[:-2]}{99 - block:02d}{rest:02d}"
+
+
+def line_ext(line: int) -> str:
+    block, rest = divmod(line, 100)
+    return employee_ext(line) if block == 0 else f"{block + 1}{rest:02d}"
+
+
+def lines_config(lines: int, data: Path) -> dict[str, Any]:
+    """run.py's bench config for min(lines, 99), plus lines 100.. made like its line 1."""
+    config = bench_config(min(lines, MAX_SLOTS), data)
+    for line in range(MAX_SLOTS + 1, lines + 1):
+        e, m, b = f"e{line:02d}", f"m{line:02d}", f"b{line:02d}"
+        employee = dict(config["employees"]["e01"], name=f"Employee {line}")
+        employee["extension"] = line_ext(line)
+        employee["endpoint"] = f"Local/{line_ext(line)}@numcfg-bench-employees"
+        config["employees"][e] = employee
+        menu = dict(config["ivr_menus"]["m01"])
+        menu["options"] = {"1": {"action": "employee", "employee": e}}
+        config["ivr_menus"][m] = menu
+        config["numbers"][b] = {
+            "number": line_number(line),
+            "name": f"bench line {line}",
+            "routing": dict(config["numbers"]["b01"]["routing"], ivr=m),
+        }
+    return config
+
+
+def more_lines_dialplan(installed: str, lines: int) -> str:
+    """The dialplan variant's entry for each further block of lines, copied from run.py's
+    entry for lines 1-99 (its number pattern and employee hundreds changed), appended to
+    its context with Asterisk's `[context](+)`."""
+    entry = re.search(
+        rf"^exten => _{re.escape(NUMBER_PREFIX)}XX,1,.*?(?=^exten => 1,)",
+        installed,
+        re.MULTILINE | re.DOTALL,
+    )
+    if entry is None:
+        raise SystemExit("bench: the dialplan variant's entry was not found in numcfg-bench.conf")
+    blocks = []
+    for block in range(1, (lines // 100) + 1):
+        blocks.append(
+            entry.group(0)
+            .replace(f"_{NUMBER_PREFIX}XX", f"_{NUMBER_PREFIX[:-2]}{99 - block:02d}XX")
+            .replace("BENCH_EMPLOYEE=1${", f"BENCH_EMPLOYEE={block + 1}${{")
+        )
+    if not blocks:
+        return ""
+    return f"\n[{CONTEXT_DIALPLAN}](+)\n" + "".join(blocks)
+
+
+def install_lines(root: Path, config_path: Path, lines: int) -> None:
+    """run.py's install, then the dialplan variant's further blocks of lines."""
+    install_dialplan(root, config_path)
+    target = root / "etc" / "asterisk" / BENCH_CONF
+    extra = more_lines_dialplan(target.read_text(), lines)
+    if extra:
+        with target.open("a") as f:
+            f.write(extra)
+        rig("cli", "dialplan reload")
+        shown = rig("cli", f"dialplan show {line_number(lines)}@{CONTEXT_DIALPLAN}")
+        if "NoOp" not in shown:
+            raise SystemExit(f"bench: line {lines} of the dialplan variant not loaded")
+
+
 @dataclass
 class Bench:
     """The rig side shared by the capacity run and the soak: numcfg running on the bench
@@ -282,6 +357,8 @@ class Bench:
 
 @contextlib.asynccontextmanager
 async def bench(*, slots: int = MAX_SLOTS, keep: bool = False) -> AsyncIterator[Bench]:
+    if not 1 <= slots <= MAX_LINES:
+        raise SystemExit(f"bench: 1..{MAX_LINES} lines")
     try:
         rig("status")
     except subprocess.CalledProcessError:
@@ -291,10 +368,10 @@ async def bench(*, slots: int = MAX_SLOTS, keep: bool = False) -> AsyncIterator[
     root = Path(rig("root").strip())
     tmp = Path(tempfile.mkdtemp(prefix="numcfg-capacity-"))
     config_path = tmp / "numcfg.yaml"
-    config_path.write_text(yaml.safe_dump(bench_config(slots, tmp), sort_keys=False))
-    install_dialplan(root, config_path)
+    config_path.write_text(yaml.safe_dump(lines_config(slots, tmp), sort_keys=False))
+    install_lines(root, config_path, slots)
     client = AriClient(base_url=ARI_URL, username=ARI_USER, password=ARI_PASSWORD, app=DRIVER_APP)
-    # Up to MAX_SLOTS callers at once: aiohttp's default pool of 100 connections would
+    # Hundreds of callers at once: aiohttp's default pool of 100 connections would
     # queue the driver's own requests.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     driver = Driver(client=client, session=session, slots=slots)
