@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.load import Bench, Call, bench  # noqa: E402
 from bench.run import API_LISTEN, machine, status_kb  # noqa: E402
-from bench.stats import flatness, percentile  # noqa: E402
+from bench.stats import flatness, percentile, slope  # noqa: E402
 
 METRICS = ("rss_kib", "open_fds", "threads", "asyncio_tasks")
 # Small counts: one socket or task more in flight at the sampling instant is no leak.
@@ -134,8 +134,14 @@ async def main() -> int:
     have = [m for m in METRICS if all(s[m] is not None for s in samples)]
     verdicts = flatness(samples, metrics=list(METRICS), warmup=1, last=2, slack=SLACK)
     flat = all(v.flat for v in verdicts if v.metric in have)
+    # After the warm-up minute: growth per minute, which 10 % over 10 minutes can hide.
+    per_minute = {m: slope([(s["minute"], float(s[m])) for s in samples[1:]]) for m in have}
     failed = sum(not c.ok for c in every)
-    report = table(samples, verdicts, rate)
+    report = table(samples, verdicts, rate) + (
+        " Growth after the warm-up: "
+        + ", ".join(f"{m} {v:+.1f}/min" for m, v in per_minute.items() if v is not None)
+        + f". {len(every)} calls, {failed} failed."
+    )
     print(report)
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -150,6 +156,7 @@ async def main() -> int:
             for x in verdicts
         ],
         "flat": flat,
+        "growth_per_minute": per_minute,
         "missing": [m for m in METRICS if m not in have],
         "calls": len(every),
         "failed": failed,

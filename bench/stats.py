@@ -143,3 +143,13 @@ def flatness(
         ok = abs(change) <= tolerance or abs(end - base) <= slack.get(name, 0.0)
         out.append(Flatness(name, base, end, change, ok))
     return out
+
+
+def slope(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (x, y) points; None for fewer than 2 distinct x. A soak can
+    stay within 10 % and still grow steadily: the slope says by how much per minute."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)

@@ -14,6 +14,7 @@ from bench.stats import (
     capacity,
     flatness,
     percentile,
+    slope,
     step_verdict,
 )
 
@@ -166,3 +167,10 @@ def test_a_metric_missing_from_a_sample_is_reported_unmeasured_not_flat() -> Non
 def test_flatness_needs_the_warmup_and_the_compared_samples() -> None:
     with pytest.raises(ValueError, match="at least 3"):
         flatness(samples("rss", [1, 2]), metrics=["rss"])
+
+
+def test_slope_is_the_least_squares_growth_per_unit() -> None:
+    assert slope([(1, 100), (2, 101), (3, 102), (4, 103)]) == pytest.approx(1.0)
+    assert slope([(1, 5), (2, 7), (3, 5), (4, 7)]) == pytest.approx(0.4)
+    assert slope([(1, 5)]) is None
+    assert slope([(2, 5), (2, 6)]) is None
