@@ -294,8 +294,12 @@ def summary(steps: list[StepResult], wait_ms: float) -> dict[str, Any]:
     dp, nc = out["dialplan"]["capacity_calls_per_s"], out["numcfg"]["capacity_calls_per_s"]
     ref = out["numcfg"]["at_50_concurrent"] or {}
     out["capacity_ratio"] = round(nc / dp, 3) if dp else None
+    # With the dialplan variant never failing a step its capacity is only a lower bound,
+    # so the ratio is an upper bound and cannot show the target met.
+    out["capacity_ratio_is_upper_bound"] = not out["dialplan"]["saturated"]
+    met = bool(dp) and nc / dp >= 0.75
     out["done_when"] = {
-        "capacity_ratio_at_least_0.75": bool(dp) and nc / dp >= 0.75,
+        "capacity_ratio_at_least_0.75": met if out["dialplan"]["saturated"] or not met else None,
         "p99_first_media_at_most_20_ms_at_50": (ref.get("first_media_p99_ms") or 1e9) <= 20,
     }
     return out
@@ -324,7 +328,8 @@ def table(steps: list[StepResult], s: dict[str, Any]) -> str:
 
     foot = (
         f"\n\n**Capacity: dialplan {cap('dialplan')}, numcfg {cap('numcfg')} (ratio "
-        f"{s['capacity_ratio']}, target >= 0.75). numcfg p99 time to first media at ~50 "
+        f"{'<= ' if s['capacity_ratio_is_upper_bound'] else ''}{s['capacity_ratio']}, "
+        f"target >= 0.75). numcfg p99 time to first media at ~50 "
         f"concurrent ({ref.get('concurrency_max')} up at {ref.get('rate')}/s): "
         f"{ref.get('first_media_p99_ms')} ms (target <= 20 ms).**"
     )
