@@ -104,7 +104,7 @@ def latency_figure(data: dict[str, Any], out: Path) -> None:
         ax.set_xlabel("offered load (calls/s)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="best", framealpha=0.7)
     fig.suptitle("Latency against offered load, from Asterisk's event timestamps")
     fig.text(0.01, 0.01, caption(data), fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
