@@ -44,7 +44,9 @@ DEFAULT_LINES = 399
 DEFAULT_WAIT_MS = 250.0
 # The figure: p99 time to first media at 50 concurrent calls (rate 10 x 5 s).
 REFERENCE_CONCURRENCY = 50
-LATENCIES = ("first_media", "digit_to_ring")
+# A call's length on the rig (greeting, prompt to the "1", 2.5 s with the employee), for
+# a step with no call through to compare with.
+TYPICAL_CALL_SECONDS = 5.2
 WARMUP_CALLS = 2
 
 
@@ -118,9 +120,9 @@ def concurrency(calls: list[Call], lo: float, hi: float) -> tuple[int, float]:
 
 
 def summarize_step(
+    *,
     variant: str,
     rate: float,
-    seconds: float,
     calls: list[Call],
     everything: list[Call],
     before: Snapshot,
@@ -134,7 +136,7 @@ def summarize_step(
     ring = [c.ring_ms for c in ok if c.ring_ms is not None]
     window = after.at - before.at
     durations = [c.ended - c.scheduled for c in everything if c.ok and c.ended]
-    mean_duration = statistics.fmean(durations) if durations else 5.2
+    mean_duration = statistics.fmean(durations) if durations else TYPICAL_CALL_SECONDS
     spans = [(c.scheduled, c.ended) for c in everything if c.ended is not None]
     n = max(1e-9, call_equivalents(spans, before.at, after.at, mean_duration))
 
@@ -226,16 +228,15 @@ async def ramp(
                     [c.ring_ms for c in ok if c.ring_ms is not None], 50
                 )
             step = summarize_step(
-                variant,
-                rate,
-                step_seconds,
-                calls,
-                everything,
-                before,
-                after,
-                idle,
-                baseline,
-                wait_ms,
+                variant=variant,
+                rate=rate,
+                calls=calls,
+                everything=everything,
+                before=before,
+                after=after,
+                idle=idle,
+                baseline=baseline,
+                wait_ms=wait_ms,
             )
             results.append(step)
             print(
