@@ -8,7 +8,7 @@ CONFIG ?= examples/numcfg.yaml
 export NUMCFG_ARI_PASSWORD ?= numcfg-dev-secret
 export NUMCFG_ARI_USER ?= numcfg
 
-.PHONY: setup system-deps rig rig-down run call test unit browser integration faults packaging lint format bench clean
+.PHONY: setup system-deps rig rig-down run call test unit browser integration faults packaging lint format bench bench-capacity soak clean
 
 system-deps:
 	bash scripts/system-deps
@@ -73,8 +73,27 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: rig
+## The benchmark's extra (matplotlib for the figures) on top of the dev install.
+$(BIN)/.bench-installed: pyproject.toml $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+## Issue 15's benchmark on the rig (about 8 minutes): CPU per call numcfg vs dialplan
+## (bench/run.py), then the capacity run with its figures (bench-capacity).
+bench: rig $(BIN)/.bench-installed
 	$(BIN)/python bench/run.py
+	$(MAKE) --no-print-directory bench-capacity
+
+## Offered load rising step by step, both variants (about 6 minutes): bench/capacity.json,
+## then bench/capacity.png and bench/latency.png drawn from it.
+bench-capacity: rig $(BIN)/.bench-installed
+	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/plot.py
+
+## numcfg for SOAK_MINUTES (default 10) at half its measured capacity (bench/capacity.json;
+## SOAK_RATE=R to choose): RSS, fds, threads, asyncio tasks each minute, flat or not.
+soak: rig $(BIN)/.bench-installed
+	$(BIN)/python bench/soak.py $(if $(SOAK_RATE),--rate $(SOAK_RATE))
 
 clean:
 	docker/rig down || true
