@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import grp
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -216,6 +217,22 @@ def _asterisk_path(value: str) -> str:
     return value
 
 
+def _existing_group(value: object) -> int:
+    # A name is looked up once, at load: a typo is a config error at its line, not a
+    # failed upload later. A number is taken as it is (a group of Asterisk's container or
+    # chroot that this host does not name).
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value}: a group id is not negative")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r}: a group name or id")
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise ValueError(f"{value!r}: no such group on this host (a group id also works)") from None
+
+
 class StorageSettings(_Model):
     # The loader fills the relative ones beside the config file (see Config._defaults).
     recordings: str = "recordings"
@@ -228,6 +245,10 @@ class StorageSettings(_Model):
     # Where numcfg writes numcfg-moh.conf (musiconhold.conf #tryincludes it);
     # None: <hold_music>/numcfg-moh.conf, for a symlink from /etc/asterisk.
     moh_conf: str | None = None
+    # The group Asterisk runs with (a name or a gid): hold-music uploads and numcfg-moh.conf
+    # are then readable by that group only (0640, folders 0750). None: readable by every
+    # user (0644), as Asterisk, running as its own user, must read them.
+    group: Annotated[int, BeforeValidator(_existing_group)] | None = None
     # Call details and callback jobs the store could not take yet (it was locked, full or
     # unreachable), one file per node, written to the store once it answers again.
     spool: str = "spool"

@@ -33,8 +33,23 @@ CONVERT_TIMEOUT_S: Final = 120.0
 # never picked up by a reload that happens mid-conversion.
 _TEMP_PREFIX: Final = ".upload-"
 _SAFE_ID: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-# Asterisk runs as its own user and must read what numcfg (often root) writes.
+# Asterisk runs as its own user and must read what numcfg (often root) writes: every user
+# may, unless storage.group names Asterisk's group.
 _FILE_MODE: Final = 0o644
+_GROUP_FILE_MODE: Final = 0o640
+_GROUP_FOLDER_MODE: Final = 0o750
+
+
+def share_with_asterisk(config: Config, path: Path) -> None:
+    """Let Asterisk read `path` (a file or folder numcfg wrote for it): its group only when
+    storage.group is set (0640 / 0750), else every user (files 0644, folders as made)."""
+    group = config.storage.group
+    if group is None:
+        if not path.is_dir():
+            os.chmod(path, _FILE_MODE)
+        return
+    os.chown(path, -1, group)
+    os.chmod(path, _GROUP_FOLDER_MODE if path.is_dir() else _GROUP_FILE_MODE)
 
 
 class HoldMusicError(Exception):
@@ -136,6 +151,7 @@ def stage_music(config: Config, number_id: str, data: bytes) -> Staged:
     folder = number_folder(config, number_id)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        share_with_asterisk(config, folder)
         fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".wav.tmp", dir=folder)
     except OSError as exc:
         raise HoldMusicError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
@@ -143,7 +159,7 @@ def stage_music(config: Config, number_id: str, data: bytes) -> Staged:
     temp = Path(temp_name)
     try:
         seconds = convert_to_wav(data, temp)
-        os.chmod(temp, _FILE_MODE)  # mkstemp creates 0600, unreadable to Asterisk
+        share_with_asterisk(config, temp)  # mkstemp creates 0600, unreadable to Asterisk
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

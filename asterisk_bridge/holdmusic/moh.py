@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ..config.schema import Config, HoldMusicFile
-from .files import asterisk_folder, hold_music_folder
+from .files import asterisk_folder, hold_music_folder, share_with_asterisk
 
 if TYPE_CHECKING:
     from ..ari.client import AriClient
@@ -98,7 +98,7 @@ def write_moh_conf(config: Config, path: Path | None = None) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(render_moh_conf(config))
-        os.chmod(temp_name, 0o644)  # Asterisk runs as its own user
+        share_with_asterisk(config, Path(temp_name))  # Asterisk runs as its own user
         os.replace(temp_name, target)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -90,3 +90,31 @@ def test_upload_becomes_an_asterisk_moh_class(
     assert "stereo MP3: upload a mono file" in capsys.readouterr().err
     assert music.read_bytes() == before
     assert moh_files().get("numcfg-upload-paris") == [f"{ASTERISK_FOLDER}/paris/music"]
+
+
+def test_with_storage_group_asterisk_reads_what_only_its_group_may(
+    chroot: Path, mp3: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The rig's Asterisk runs as the chroot's user and group "asterisk" (docker/rig -U -G),
+    # a group this host does not name: storage.group takes its gid.
+    groups = (line.split(":") for line in (chroot / "etc" / "group").read_text().splitlines())
+    gid = next(int(fields[2]) for fields in groups if fields[0] == "asterisk")
+    storage = {
+        "recordings": str(tmp_path / "recordings"),
+        "voicemail": str(tmp_path / "voicemail"),
+        "hold_music": f"{chroot}{ASTERISK_FOLDER}",
+        "hold_music_asterisk": ASTERISK_FOLDER,
+        "moh_conf": str(chroot / "etc" / "asterisk" / "numcfg-moh.conf"),
+        "group": gid,
+    }
+    config_path = write_config(tmp_path, {"storage": storage})
+    assert main(["hold-music", "paris", str(mp3["mono"]), "-c", str(config_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "Asterisk reloaded music on hold" in out, (out, err)
+    music = music_path(load_config(config_path), "paris")
+    for path, mode in ((music, 0o640), (music.parent, 0o750)):
+        assert (path.stat().st_mode & 0o777, path.stat().st_gid) == (mode, gid), path
+    conf = chroot / "etc" / "asterisk" / "numcfg-moh.conf"
+    assert (conf.stat().st_mode & 0o777, conf.stat().st_gid) == (0o640, gid)
+    # Asterisk, as its own user, read the class's config and lists the file.
+    assert moh_files().get("numcfg-upload-paris") == [f"{ASTERISK_FOLDER}/paris/music"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grp
+import os
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -366,3 +368,25 @@ def test_musiconhold_conf_includes_the_generated_classes_last() -> None:
     lines = [line.strip() for line in conf.read_text().splitlines() if line.strip()]
     assert lines[-1] == "#tryinclude numcfg-moh.conf"
     assert not any(line.startswith("[numcfg-upload-") for line in lines)
+
+
+@needs_ffmpeg
+def test_with_storage_group_uploads_are_that_groups_only(
+    tmp_path: Path, mp3: dict[str, Path]
+) -> None:
+    gid = os.getgid()  # root's own group here: any gid would do as root, this one anywhere
+    config = load(write_config(tmp_path, storage={"group": gid}))
+    staged = install_music(config, "paris", mp3["mono"].read_bytes())
+    assert staged.final.stat().st_mode & 0o777 == 0o640
+    assert staged.final.stat().st_gid == gid
+    assert staged.final.parent.stat().st_mode & 0o777 == 0o750
+    conf = write_moh_conf(config)
+    assert conf.stat().st_mode & 0o777 == 0o640 and conf.stat().st_gid == gid
+
+
+def test_storage_group_names_a_group_of_this_host(tmp_path: Path) -> None:
+    name = grp.getgrgid(os.getgid()).gr_name
+    assert load(write_config(tmp_path, storage={"group": name})).storage.group == os.getgid()
+    with pytest.raises(ConfigError) as caught:
+        load(write_config(tmp_path, storage={"group": "no-such-group-here"}))
+    assert "storage.group" in str(caught.value) and "no such group" in str(caught.value)
