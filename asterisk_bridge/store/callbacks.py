@@ -15,6 +15,7 @@ from asterisk_bridge.store.engine import (
     NotFoundError,
     instant,
     new_id,
+    renew_lease,
     utc_now,
 )
 from asterisk_bridge.store.rows import CallbackJob
@@ -183,14 +184,9 @@ class CallbackJobs:
     def renew(self, job_id: str, *, node: str, now: datetime, lease: float = JOB_LEASE_S) -> bool:
         """Extend `node`'s hold on the job to `lease` seconds from `now`. False when the job
         is no longer in progress on `node` (its lease ran out and another node took it)."""
-        now = instant("now", now)
-        stmt = (
-            sa.update(callbacks)
-            .where(_held_by(job_id, node))
-            .values(lease_until=now + timedelta(seconds=lease), updated_at=now)
+        return renew_lease(
+            self._db, callbacks, _held_by(job_id, node), now=instant("now", now), lease=lease
         )
-        with self._db.write() as conn:
-            return bool(conn.execute(stmt).rowcount == 1)
 
     def give_back(self, job_id: str, *, node: str, now: datetime) -> None:
         """Give back a job claimed by `node` without trying it (the node is stopping): it

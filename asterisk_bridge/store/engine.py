@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -180,6 +180,20 @@ def open_database(url: str) -> Database:
 
 
 # -- values shared by the repositories ------------------------------------------------------
+
+
+def renew_lease(
+    db: Database, table: sa.Table, held: sa.ColumnElement[bool], *, now: datetime, lease: float
+) -> bool:
+    """Extend a job's lease (the rows `held` selects: the job, still held by its node) to
+    `lease` seconds from `now`; False when no such row is left (another node took it)."""
+    stmt = (
+        sa.update(table)
+        .where(held)
+        .values(lease_until=now + timedelta(seconds=lease), updated_at=now)
+    )
+    with db.write() as conn:
+        return bool(conn.execute(stmt).rowcount == 1)
 
 
 def utc_now() -> datetime:

@@ -15,7 +15,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from asterisk_bridge.policy.types import TranscriptStatus
-from asterisk_bridge.store.engine import JOB_LEASE_S, Database, NotFoundError, instant, utc_now
+from asterisk_bridge.store.engine import (
+    JOB_LEASE_S,
+    Database,
+    NotFoundError,
+    instant,
+    renew_lease,
+    utc_now,
+)
 from asterisk_bridge.store.rows import TranscriptionJob
 from asterisk_bridge.store.tables import calls, transcription_jobs, transcription_usage
 
@@ -142,14 +149,13 @@ class TranscriptionJobs:
     def renew(self, call_id: str, *, node: str, now: datetime, lease: float = JOB_LEASE_S) -> bool:
         """Extend `node`'s hold on the job to `lease` seconds from `now`. False when the job
         is no longer in progress on `node` (its lease ran out and another node took it)."""
-        now = instant("now", now)
-        stmt = (
-            sa.update(transcription_jobs)
-            .where(_held_by(call_id, node))
-            .values(lease_until=now + timedelta(seconds=lease), updated_at=now)
+        return renew_lease(
+            self._db,
+            transcription_jobs,
+            _held_by(call_id, node),
+            now=instant("now", now),
+            lease=lease,
         )
-        with self._db.write() as conn:
-            return bool(conn.execute(stmt).rowcount == 1)
 
     def finish(self, call_id: str, *, text: str, now: datetime, node: str | None = None) -> bool:
         """The transcript is `text`: the job is done and the call details hold it.
