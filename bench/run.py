@@ -71,6 +71,12 @@ INCLUDE_LINE = "#tryinclude numcfg-bench.conf"
 BENCH_CONF = "numcfg-bench.conf"
 CONTEXT_DIALPLAN = "numcfg-bench-dialplan"
 CONTEXT_NUMCFG = "numcfg-inbound-bench"
+CONTEXT_HYBRID = "numcfg-bench-hybrid"
+VARIANT_CONTEXTS = {
+    "dialplan": CONTEXT_DIALPLAN,
+    "numcfg": CONTEXT_NUMCFG,
+    "hybrid": CONTEXT_HYBRID,
+}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -184,7 +190,21 @@ exten => 1,1,Dial(Local/${{BENCH_EMPLOYEE}}@numcfg-bench-employees,20)
 exten => i,1,Hangup()
 exten => t,1,Hangup()
 
-; Employees of both variants: answer, talk 2 s, hang up first.
+; The "ARI for decisions only" floor (bench/hybrid_app.py, --hybrid): the same flow with
+; the prompts, the digit and the Dial in dialplan, the app deciding at two points.
+[{CONTEXT_HYBRID}]
+exten => _{NUMBER_PREFIX}XX,1,Stasis(numcfg-bench-hybrid,start)
+ same => n,Answer()
+ same => n,Background({GREETING}&{IVR_PROMPT})
+ same => n,WaitExten(5)
+ same => n,Hangup()
+exten => _[0-9*#],1,Stasis(numcfg-bench-hybrid,digit,${{EXTEN}})
+ same => n,Dial(${{HYBRID_TARGET}},20)
+ same => n,Hangup()
+exten => i,1,Hangup()
+exten => t,1,Hangup()
+
+; Employees of all variants: answer, talk 2 s, hang up first.
 [numcfg-bench-employees]
 exten => _[0-9].,1,Answer()
  same => n,Wait({EMPLOYEE_TALK_SECONDS})
@@ -217,7 +237,7 @@ def install_dialplan(root: Path, config_path: Path) -> None:
         with extensions.open("a") as f:
             f.write(("" if text.endswith("\n") else "\n") + INCLUDE_LINE + "\n")
     rig("cli", "dialplan reload")
-    for context in (CONTEXT_DIALPLAN, CONTEXT_NUMCFG, "numcfg-bench-employees"):
+    for context in (*VARIANT_CONTEXTS.values(), "numcfg-bench-employees"):
         shown = rig("cli", f"dialplan show {context}")
         if f"'{context}'" not in shown:
             raise SystemExit(f"bench: context {context} not loaded after dialplan reload")
@@ -415,6 +435,7 @@ class RunResult:
     wall_p95_s: float
     foreign_channels: int
     errors: list[str]
+    round: int = 1
 
     @property
     def total_cpu_s(self) -> float:
@@ -431,8 +452,9 @@ async def run_variant(
     warmup: int,
     ast_pid: int,
     numcfg_pid: int | None,
+    metrics: bool = True,
 ) -> RunResult:
-    context = CONTEXT_NUMCFG if variant == "numcfg" else CONTEXT_DIALPLAN
+    context = VARIANT_CONTEXTS[variant]
     await asyncio.gather(*(driver.call(context, slot) for slot in range(1, warmup + 1)))
     await asyncio.sleep(1.0)
 
@@ -447,7 +469,7 @@ async def run_variant(
             queue.pop()
             results.append(await driver.call(context, slot))
 
-    requests0 = await ari_requests(driver.session) if numcfg_pid else {}
+    requests0 = await ari_requests(driver.session) if numcfg_pid and metrics else {}
     ast0 = cpu_seconds(ast_pid)
     num0 = cpu_seconds(numcfg_pid) if numcfg_pid else 0.0
     loop0 = loop_thread_cpu_seconds(numcfg_pid) if numcfg_pid else 0.0
@@ -464,7 +486,7 @@ async def run_variant(
     loop1 = loop_thread_cpu_seconds(numcfg_pid) if numcfg_pid else 0.0
     stop.set()
     await watcher
-    requests1 = await ari_requests(driver.session) if numcfg_pid else {}
+    requests1 = await ari_requests(driver.session) if numcfg_pid and metrics else {}
     ok = sum(r.ok for r in results)
     requests = {
         method: round((count - requests0.get(method, 0.0)) / max(1, ok), 2)
@@ -533,7 +555,7 @@ def machine() -> dict[str, Any]:
 
 
 def summarize(runs: list[RunResult], target: float) -> dict[str, Any]:
-    by = {v: [r for r in runs if r.variant == v] for v in ("dialplan", "numcfg")}
+    by = {v: [r for r in runs if r.variant == v] for v in VARIANT_CONTEXTS}
 
     def per_call(rs: list[RunResult], attr: str) -> float:
         return 1000 * sum(getattr(r, attr) for r in rs) / max(1, sum(r.ok for r in rs))
@@ -542,7 +564,18 @@ def summarize(runs: list[RunResult], target: float) -> dict[str, Any]:
     ast_n = per_call(by["numcfg"], "asterisk_cpu_s")
     num_n = per_call(by["numcfg"], "numcfg_cpu_s")
     ratio = (ast_n + num_n) / dp if dp else float("nan")
+    hybrid: dict[str, Any] = {}
+    if by["hybrid"]:
+        ast_h = per_call(by["hybrid"], "asterisk_cpu_s")
+        app_h = per_call(by["hybrid"], "numcfg_cpu_s")
+        hybrid = {
+            "hybrid_asterisk_ms_per_call": round(ast_h, 2),
+            "hybrid_app_ms_per_call": round(app_h, 2),
+            "hybrid_total_ms_per_call": round(ast_h + app_h, 2),
+            "hybrid_ratio": round((ast_h + app_h) / dp, 3) if dp else float("nan"),
+        }
     return {
+        **hybrid,
         "dialplan_asterisk_ms_per_call": round(dp, 2),
         "numcfg_asterisk_ms_per_call": round(ast_n, 2),
         "numcfg_process_ms_per_call": round(num_n, 2),
@@ -560,10 +593,10 @@ def table(runs: list[RunResult], summary: dict[str, Any], hwm_kb: int, rss_kb: i
         "| foreign channels |\n|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
-    for i, r in enumerate(runs):
+    for r in runs:
         n = max(1, r.ok)
         rows.append(
-            f"| {i // 2 + 1} | {r.variant} | {r.ok}/{r.calls} | {r.employee_answers} "
+            f"| {r.round} | {r.variant} | {r.ok}/{r.calls} | {r.employee_answers} "
             f"| {1000 * r.asterisk_cpu_s / n:.1f} | {1000 * r.numcfg_cpu_s / n:.1f} "
             f"| {1000 * r.total_cpu_s / n:.1f} | {1000 * r.driver_cpu_s / n:.1f} "
             f"| {r.wall_mean_s:.2f}, {r.wall_p95_s:.2f} | {r.foreign_channels} |"
@@ -577,6 +610,12 @@ def table(runs: list[RunResult], summary: dict[str, Any], hwm_kb: int, rss_kb: i
         f"ratio {s['ratio']:.2f}x ({verdict} the {s['target']}x target).** "
         f"numcfg peak RSS (VmHWM) {hwm_kb / 1024:.1f} MiB, RSS at end {rss_kb / 1024:.1f} MiB."
     )
+    if "hybrid_ratio" in s:
+        foot += (
+            f" The ARI-for-decisions floor (--hybrid, bench/hybrid_app.py): Asterisk + app "
+            f"{s['hybrid_asterisk_ms_per_call']} + {s['hybrid_app_ms_per_call']} = "
+            f"{s['hybrid_total_ms_per_call']} ms/call, {s['hybrid_ratio']:.2f}x."
+        )
     return head + "\n".join(rows) + foot
 
 
@@ -604,6 +643,19 @@ async def main() -> int:
         metavar="FILE",
         help="profile numcfg with py-spy (on PATH or in .venv) during its runs, to FILE "
         "(speedscope if FILE ends in .json, collapsed stacks if .txt, else a flame graph SVG)",
+    )
+    parser.add_argument(
+        "--perf-asterisk",
+        default=os.environ.get("BENCH_PERF_ASTERISK"),
+        metavar="DIR",
+        help="record Asterisk with `perf record -g` during each variant of round 1, to "
+        "DIR/<variant>.data (compare with `perf report -i ... --no-children --sort dso,sym`)",
+    )
+    parser.add_argument(
+        "--hybrid",
+        action="store_true",
+        default=os.environ.get("BENCH_HYBRID") == "1",
+        help="also run the 'ARI for decisions only' floor (bench/hybrid_app.py) each round",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
@@ -635,6 +687,7 @@ async def main() -> int:
     session = aiohttp.ClientSession()
     driver = Driver(client=client, session=session)
     proc = await start_numcfg(config_path, tmp / "numcfg.log")
+    hybrid = start_hybrid(tmp / "hybrid.log") if args.hybrid else None
     spy: subprocess.Popen[bytes] | None = None
     runs: list[RunResult] = []
     try:
@@ -650,9 +703,16 @@ async def main() -> int:
         )
         for round_no in range(args.rounds):
             order = ["dialplan", "numcfg"] if round_no % 2 == 0 else ["numcfg", "dialplan"]
+            if hybrid is not None:
+                order.insert(1, "hybrid")
             for variant in order:
                 if variant == "numcfg" and args.py_spy and spy is None:
                     spy = start_py_spy(proc.pid, args.py_spy)
+                perf = (
+                    start_perf(ast_pid, Path(args.perf_asterisk) / f"{variant}.data")
+                    if args.perf_asterisk and round_no == 0
+                    else None
+                )
                 result = await run_variant(
                     driver,
                     client,
@@ -661,8 +721,13 @@ async def main() -> int:
                     concurrency=args.concurrency,
                     warmup=args.warmup,
                     ast_pid=ast_pid,
-                    numcfg_pid=proc.pid if variant == "numcfg" else None,
+                    numcfg_pid=decider_pid(variant, proc, hybrid),
+                    metrics=variant == "numcfg",
                 )
+                result.round = round_no + 1
+                if perf is not None:
+                    perf.send_signal(signal.SIGINT)
+                    perf.wait(timeout=60)
                 runs.append(result)
                 print(
                     f"bench: round {round_no + 1} {variant}: {result.ok}/{result.calls} ok, "
@@ -680,6 +745,8 @@ async def main() -> int:
                 spy.wait(timeout=60)
         await cleanup(client)
         stop_numcfg(proc)
+        if hybrid is not None:
+            stop_numcfg(hybrid)
         await driver.stop()
         await client.close()
         await session.close()
@@ -727,6 +794,44 @@ async def main() -> int:
         print("bench: some calls failed; the figures are not comparable", file=sys.stderr)
         return 2
     return 0
+
+
+def decider_pid(
+    variant: str, numcfg: subprocess.Popen[bytes], hybrid: subprocess.Popen[bytes] | None
+) -> int | None:
+    """The process whose CPU counts beside Asterisk's in `variant`."""
+    if variant == "numcfg":
+        return numcfg.pid
+    if variant == "hybrid" and hybrid is not None:
+        return hybrid.pid
+    return None
+
+
+def start_hybrid(log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "NUMCFG_ARI_PASSWORD": ARI_PASSWORD, "NUMCFG_ARI_USER": ARI_USER}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "bench" / "hybrid_app.py")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 15
+    while "hybrid: ready" not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"bench: the hybrid app did not start; see {log_path}")
+        time.sleep(0.1)
+    return proc
+
+
+def start_perf(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """perf's samples of one process (all its threads) with call graphs, to `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        ["perf", "record", "-g", "-F", "2999", "-p", str(pid), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
