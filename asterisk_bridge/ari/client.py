@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json as jsonlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import orjson
 
-from .errors import AriError, AriNotFound, AriUnavailable, error_for_status
+from .errors import AriError, AriNotFound, AriUnavailable, AriWebsocketClosed, error_for_status
 from .types import ChannelState, TransferProgress
+
+log = logging.getLogger("numcfg.ari")
 
 # A REST call to a local Asterisk answers in milliseconds; past this something is wrong
 # and the call flow should get an error rather than hang.
@@ -240,7 +243,7 @@ class AriClient:
         for future in pending.values():
             if not future.done():
                 future.set_exception(
-                    AriUnavailable(0, "event websocket closed", method="", path="")
+                    AriWebsocketClosed(0, "event websocket closed", method="", path="")
                 )
 
     def resolve(self, response: dict[str, Any]) -> None:
@@ -277,7 +280,14 @@ class AriClient:
             await ws.send_str(orjson.dumps(message).decode())
             async with asyncio.timeout(REST_TIMEOUT_SECONDS):
                 response = await future
-        except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
+        except AriWebsocketClosed as exc:
+            raise AriWebsocketClosed(0, exc.message, method=method, path=path) from exc
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            # Not sent: the websocket was closing.
+            raise AriWebsocketClosed(
+                0, str(exc) or type(exc).__name__, method=method, path=path
+            ) from exc
+        except TimeoutError as exc:
             raise AriUnavailable(
                 0, str(exc) or type(exc).__name__, method=method, path=path
             ) from exc
@@ -313,9 +323,18 @@ class AriClient:
         if ws is not None and not raw and not ws.closed:
             try:
                 return await self._ws_request(ws, method, path, clean, json)
+            except AriWebsocketClosed as exc:
+                # The websocket went away under the request (Asterisk closed it, or the
+                # network): send it again over HTTP rather than fail the call. Asterisk may
+                # have carried out the first one; ARI's operations numcfg makes either
+                # repeat harmlessly (answer, add to a bridge it is in, create a bridge by
+                # id) or answer an error the caller already handles (a 404 on a hangup
+                # done, a 409 on a channel id taken).
+                log.info("%s %s: %s; sending it over HTTP", method, path, exc.message)
             finally:
                 if self._latency_observer is not None:
                     self._latency_observer(method, time.perf_counter() - started)
+            started = time.perf_counter()
         url = f"{self.base_url}{path}"
         try:
             async with self.session.request(method, url, params=clean, json=json) as resp:

@@ -31,6 +31,11 @@ class AriUnavailable(AriError):
     """Asterisk did not answer (connection refused, reset, timeout)."""
 
 
+class AriWebsocketClosed(AriUnavailable):
+    """The event websocket a request was sent on closed before its answer came (the
+    request may or may not have been carried out)."""
+
+
 def error_for_status(status: int, message: str, *, method: str, path: str) -> AriError:
     kind: type[AriError]
     if status == 404:

@@ -23,6 +23,7 @@ from asterisk_bridge.ari.errors import (
 from asterisk_bridge.ari.events import USED_EVENT_TYPES
 from tests.fakeari import FakeAri, Reply
 from tests.fakeari.clients import make_client, websocket_attached
+from tests.fakeari.server import Request
 
 # fake_ari, ari_client, rest_client
 pytest_plugins = ["tests.fakeari.fixtures"]
@@ -291,28 +292,61 @@ async def test_ws_probe_falls_back_to_http_when_ping_answers_an_error(
     assert fake_ari.requests[-1].transport == "http"
 
 
-async def test_pending_ws_requests_fail_with_unavailable_when_detached(
+def answer_only_over_http(fake_ari: FakeAri) -> tuple[list[str], asyncio.Event]:
+    """POST .../answer held forever on the websocket (its answer lost with the socket),
+    answered at once over HTTP; returns the transports seen and the event releasing the
+    held one at the end of the test."""
+    seen: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(req: Request, _m: dict[str, str]) -> Reply:
+        seen.append(req.transport)
+        if req.transport == "ws":
+            await release.wait()
+        return Reply(204)
+
+    fake_ari.respond("POST", "/channels/{id}/answer", handler=handler)
+    return seen, release
+
+
+async def test_a_request_pending_when_the_websocket_is_detached_is_sent_again_over_http(
     ari_client: AriClient, fake_ari: FakeAri
 ) -> None:
-    fake_ari.stall("POST", "/channels/{id}/answer")
+    seen, release = answer_only_over_http(fake_ari)
     async with websocket_attached(ari_client, fake_ari):
         pending = asyncio.create_task(ari_client.answer("c1"))
         await fake_ari.wait_request("POST", "/channels/c1/answer", transport="ws")
         ari_client.detach_websocket()
-        with pytest.raises(AriUnavailable):
-            await asyncio.wait_for(pending, 1.0)
+        assert await asyncio.wait_for(pending, 1.0) is None
+    release.set()
+    assert seen == ["ws", "http"]
 
 
-async def test_pending_ws_request_fails_with_unavailable_when_server_closes_socket(
+async def test_a_request_pending_when_the_server_closes_the_socket_is_sent_again_over_http(
     ari_client: AriClient, fake_ari: FakeAri
 ) -> None:
-    fake_ari.stall("POST", "/channels/{id}/answer")
+    seen, release = answer_only_over_http(fake_ari)
     async with websocket_attached(ari_client, fake_ari):
         pending = asyncio.create_task(ari_client.answer("c1"))
         await fake_ari.wait_request("POST", "/channels/c1/answer", transport="ws")
         await fake_ari.cut()
+        assert await asyncio.wait_for(pending, 1.0) is None
+    release.set()
+    assert seen == ["ws", "http"]
+
+
+async def test_a_request_pending_when_asterisk_goes_away_fails_as_unavailable(
+    ari_client: AriClient, fake_ari: FakeAri
+) -> None:
+    seen, release = answer_only_over_http(fake_ari)
+    async with websocket_attached(ari_client, fake_ari):
+        pending = asyncio.create_task(ari_client.answer("c1"))
+        await fake_ari.wait_request("POST", "/channels/c1/answer", transport="ws")
+        await fake_ari.stop_listening()  # the websocket and HTTP alike
         with pytest.raises(AriUnavailable):
-            await asyncio.wait_for(pending, 1.0)
+            await asyncio.wait_for(pending, 5.0)
+    release.set()
+    assert seen == ["ws"]
 
 
 async def test_requests_go_over_http_once_the_attached_socket_is_closed(

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from asterisk_bridge.ari import media as media_module
+from tests.fakeari import Reply, Request
 from tests.fakeari.engine import Engine, StartEngine
 
 # fake_ari; start_engine_app, engine
@@ -71,6 +72,40 @@ async def test_websocket_gap_with_channels_up_lets_the_conversation_go_on(engine
     assert call["route"] == ["queue:sales", "employee:anna"]
     assert call["employee"] == "anna"
     assert hangups(engine, leg) == 1, "the employee's leg outlived the caller"
+    await engine.assert_idle()
+
+
+async def test_a_cut_with_the_bridging_request_on_the_websocket_still_connects_the_call(
+    engine: Engine,
+) -> None:
+    """The websocket closes while numcfg's addChannel is on it, unanswered (seen in the
+    benchmark when Asterisk dropped a slow reader): the request goes again over HTTP and
+    the caller talks to the employee, instead of the call failing."""
+    release = asyncio.Event()
+    transports: list[str] = []
+
+    async def add_channel(req: Request, m: dict[str, str]) -> Reply:
+        transports.append(req.transport)
+        if req.transport == "ws":
+            await release.wait()  # its answer is lost with the socket
+            return Reply(204)
+        return engine.fake._bridge_members(req, m)
+
+    engine.fake.respond("POST", "/bridges/{bid}/addChannel", handler=add_channel)
+    engine.working("anna")
+    caller = await engine.incoming()
+    leg = await engine.next_leg()
+    await engine.answer_leg(leg)
+    await engine.fake.wait_request("POST", r"/bridges/[^/]+/addChannel", transport="ws")
+    await engine.cut()
+    await engine.wait_bridged(caller, leg)
+    release.set()
+    assert transports == ["ws", "http"]
+
+    await engine.hangup(leg)
+    (call,) = await engine.calls_done()
+    assert call["disposition"] == "answered"
+    assert call["route"] == ["queue:sales", "employee:anna"]
     await engine.assert_idle()
 
 
