@@ -78,8 +78,9 @@ $(BIN)/.bench-installed: pyproject.toml $(BIN)/.installed
 	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $@
 
-## Issue 15's benchmark on the rig (about 8 minutes): CPU per call numcfg vs dialplan
-## (bench/run.py), then the capacity run with its figures (bench-capacity).
+## Issue 15's benchmark on the rig (about 10 minutes): CPU per call numcfg vs dialplan,
+## 3 alternating rounds (bench/run.py; BENCH_HYBRID=1 adds the ARI-for-decisions floor),
+## then the capacity run with its figures (bench-capacity).
 bench: rig $(BIN)/.bench-installed
 	$(BIN)/python bench/run.py
 	$(MAKE) --no-print-directory bench-capacity

@@ -15,6 +15,13 @@ to decide something:
    from the caller's Dial events (ANSWER) and its ChannelDestroyed, where it releases
    the claim and closes the call's record (kept in memory: no store in this floor).
 
+`Stasis(...,digit-ari,<d>)` (context `numcfg-bench-hybrid-ari`, run.py's `hybrid-ari`
+variant) keeps the caller in the app instead and connects it as numcfg does: the
+employee's leg originated into the app, ringback played to the caller, both put in a
+mixing bridge once the leg answers, the caller hung up and the bridge destroyed when the
+employee hangs up. It splits the floor: prompts in dialplan, the conversation in ARI
+(where numcfg's conversation features live).
+
 It uses numcfg's own ARI client (REST over the event websocket, orjson) and uvloop, and
 the same event filter as numcfg, so what it costs is what those decisions cost at least.
 What it leaves out is what numcfg does beyond them (call records in a store, metrics,
@@ -53,6 +60,9 @@ class CallState:
     started: float = field(default_factory=time.monotonic)
     employee: str | None = None
     answered: bool = False
+    leg: str | None = None
+    bridge: str | None = None
+    tone: str | None = None
 
 
 class HybridApp:
@@ -63,6 +73,8 @@ class HybridApp:
         self.claimed: set[str] = set()
         self.finished = 0
         self.answered = 0
+        self.legs: dict[str, str] = {}  # leg channel id -> caller channel id
+        self.counter = 0
 
     async def on_event(self, event: dict[str, object]) -> None:
         kind = event.get("type")
@@ -78,6 +90,8 @@ class HybridApp:
             call = self.calls.get(str(caller.get("id", "")))
             if call is not None and event.get("dialstatus") == "ANSWER":
                 call.answered = True
+        elif kind == "ChannelDestroyed" and cid in self.legs:
+            await self.leg_gone(self.legs.pop(cid))
         elif kind == "ChannelDestroyed" and cid in self.calls:
             call = self.calls.pop(cid)
             if call.employee is not None:
@@ -110,10 +124,55 @@ class HybridApp:
                         cid, "HYBRID_TARGET", f"Local/{employee}@{self.employee_context}"
                     )
                     await self.client.continue_in_dialplan(cid)
+                case ["digit-ari", "1", *_] if cid in self.calls:
+                    await self.connect_in_ari(cid, self.calls[cid])
+                case ["leg", caller] if caller in self.calls:
+                    await self.bridge(caller, self.calls[caller], cid)
                 case _:
                     await self.client.hangup(cid)
         except AriError:
             pass  # the caller is gone: its ChannelDestroyed closes the call
+
+    def new_id(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}-{os.getpid()}-{self.counter}"
+
+    async def connect_in_ari(self, cid: str, call: CallState) -> None:
+        employee = f"1{call.slot}"
+        if employee in self.claimed:
+            await self.client.hangup(cid)
+            return
+        self.claimed.add(employee)
+        call.employee = employee
+        call.leg = self.new_id("leg")
+        self.legs[call.leg] = cid
+        await self.client.originate(
+            endpoint=f"Local/{employee}@{self.employee_context}",
+            channel_id=call.leg,
+            app_args=f"leg,{cid}",
+            timeout=20,
+            originator=cid,
+        )
+        call.tone = self.new_id("pb")
+        await self.client.play(cid, "tone:ring", playback_id=call.tone)
+
+    async def bridge(self, cid: str, call: CallState, leg: str) -> None:
+        call.answered = True
+        if call.tone is not None:
+            with contextlib.suppress(AriError):
+                await self.client.stop_playback(call.tone)
+        call.bridge = self.new_id("br")
+        # As numcfg's conversation: DTMF events on, the employee's digits absorbed.
+        await self.client.create_bridge(call.bridge, kind="mixing,dtmf_events")
+        await self.client.add_to_bridge(call.bridge, [cid, leg], absorb_dtmf=True)
+
+    async def leg_gone(self, cid: str) -> None:
+        call = self.calls.get(cid)
+        with contextlib.suppress(AriError):
+            await self.client.hangup(cid)
+        if call is not None and call.bridge is not None:
+            with contextlib.suppress(AriError):
+                await self.client.destroy_bridge(call.bridge)
 
 
 async def run(args: argparse.Namespace) -> int:
