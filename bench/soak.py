@@ -66,6 +66,7 @@ LINES_PER_CALL_UP = 2
 # numcfg writes a call's record after its caller is gone: wait this long before reading.
 RECORD_SETTLE_SECONDS = 3.0
 FAILED_KEPT = 10
+ASTERISK_LOG_KEPT = 20
 
 
 def fd_kinds(pid: int) -> dict[str, int]:
@@ -138,6 +139,54 @@ def records_check(calls: list[Call], records: list[dict[str, Any]]) -> dict[str,
         "through_but_not_answered": sum(max(0, n - answered[k]) for k, n in through.items()),
         "extra": sum(max(0, n - placed[k]) for k, n in kept.items()),
     }
+
+
+def asterisk_log_since(root: Path, offset: int) -> list[str]:
+    """Asterisk's warnings and errors (its messages.log) written since byte `offset`,
+    the same line repeated once with its count: a stall of Asterisk shows there (a
+    playback failed, a websocket it could not write to, an app not active)."""
+    path = root / "var" / "log" / "asterisk" / "messages.log"
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    kept: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    for line in text.splitlines():
+        if "WARNING[" not in line and "ERROR[" not in line and "ari_websockets" not in line:
+            continue
+        # "[Dec  1 20:39:17] WARNING[16063][C-0000039e] res_stasis_playback.c: bench-..-far:
+        # Playback failed for tone:ring": the same message without time, thread and channel.
+        key = re.sub(r"^\[[^]]*\] (\w+)\[\d+\](\[[^]]*\])?", r"\1", line)
+        key = re.sub(r"bench-[0-9a-f]+(-far)?|127\.0\.0\.1:\d+", "*", key)
+        kept[key] += 1
+        first.setdefault(key, line)
+    return [f"{n} x {first[k]}" for k, n in kept.most_common(ASTERISK_LOG_KEPT)]
+
+
+def log_size(root: Path) -> int:
+    path = root / "var" / "log" / "asterisk" / "messages.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def numcfg_log_problems(path: Path) -> list[str]:
+    """numcfg's own WARNING and ERROR lines, counted by message (call ids blanked)."""
+    kept: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        parts = line.split(" ", 3)
+        if len(parts) < 4 or parts[2] not in ("WARNING", "ERROR"):
+            continue
+        key = re.sub(r"[0-9a-f]{32}|[0-9a-f]{12}|br-[0-9a-f-]+", "*", parts[3])
+        kept[key] += 1
+        first.setdefault(key, line)
+    return [f"{n} x {first[k]}" for k, n in kept.most_common(ASTERISK_LOG_KEPT)]
 
 
 def default_rate(path: Path) -> float:
@@ -238,6 +287,7 @@ async def main() -> int:
             f"{args.minutes} min (warm-up {args.warmup_minutes} min)",
             file=sys.stderr,
         )
+        log_offset = log_size(b.root)
         samples.append(await sample(b, 0))
         for minute in range(1, args.minutes + 1):
             offered.append(await b.driver.offer("numcfg", rate, args.sample_seconds))
@@ -256,6 +306,8 @@ async def main() -> int:
         per_minute = [await asyncio.gather(*tasks) for tasks in offered]
         await asyncio.sleep(RECORD_SETTLE_SECONDS)
         records = await asyncio.to_thread(numcfg_calls, b.tmp / "numcfg.yaml")
+        asterisk_log = asterisk_log_since(b.root, log_offset)
+        numcfg_log = numcfg_log_problems(b.tmp / "numcfg.log")
     every = [c for calls in per_minute for c in calls]
     rows = [minute_row(m, calls) for m, calls in enumerate(per_minute, start=1)]
     total = tally_calls(every)
@@ -292,6 +344,9 @@ async def main() -> int:
         + (f"**Not passed: {'; '.join(why)}.**" if why else "**Passed.**")
     )
     print(report)
+    for title, lines_ in (("Asterisk", asterisk_log), ("numcfg", numcfg_log)):
+        if lines_:
+            print(f"soak: {title}'s warnings and errors:", *lines_, sep="\n  ", file=sys.stderr)
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
@@ -324,6 +379,8 @@ async def main() -> int:
         "why_not": why,
         # What the observer saw of the first failed calls: the place to start looking.
         "failed_calls": [asdict(c) for c in every if not c.ok][:FAILED_KEPT],
+        "asterisk_log": asterisk_log,
+        "numcfg_log": numcfg_log,
         "table_markdown": report,
     }
     out = Path(args.output) if Path(args.output).is_absolute() else REPO / args.output
