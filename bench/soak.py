@@ -8,7 +8,9 @@ open file descriptors (/proc/<pid>/fd, by kind), threads, and its asyncio task c
 
 * flat: the first `--warmup-minutes` (1) of load are the warm-up, and the sample at the
   end of the next minute is the baseline; the mean of the last two samples must be
-  within 10 % of it (file descriptors and tasks: or within 2, threads within 1);
+  within 10 % of it (file descriptors and tasks: or within 2, threads within 1). The
+  store's SQLite connections are counted apart: its pool opens them as calls first need
+  them, so they must stay within the pool's bound (size + overflow), not flat;
 * the load held: at most 1 % of the offered calls not placed or placed late by the
   driver (else the soak did not run at its rate);
 * no call failed: every call placed went through, and numcfg kept its record.
@@ -40,6 +42,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from asterisk_bridge.store.engine import POOL_MAX_OVERFLOW, POOL_SIZE  # noqa: E402
 from bench.capacity import TYPICAL_CALL_SECONDS  # noqa: E402
 from bench.load import MAX_LINES, Bench, Call, bench, line_number  # noqa: E402
 from bench.run import API_LISTEN, MAX_SLOTS, machine, numcfg_calls, status_kb  # noqa: E402
@@ -53,9 +56,14 @@ from bench.stats import (  # noqa: E402
     tally,
 )
 
-METRICS = ("rss_kib", "open_fds", "threads", "asyncio_tasks")
+METRICS = ("rss_kib", "open_fds_besides_store", "threads", "asyncio_tasks")
 # Small counts: one socket or task more in flight at the sampling instant is no leak.
-SLACK = {"open_fds": 2.0, "threads": 1.0, "asyncio_tasks": 2.0}
+SLACK = {"open_fds_besides_store": 2.0, "threads": 1.0, "asyncio_tasks": 2.0}
+# The store's SQLite connections (2 descriptors each, the database and its -wal) are
+# opened by SQLAlchemy's pool as concurrent store calls first need them, up to its size
+# plus overflow: a pool filling up is not a leak, one connection above its bound would be.
+STORE_CONNECTIONS_BOUND = POOL_SIZE + POOL_MAX_OVERFLOW
+STORE_FILE = "numcfg.sqlite3"  # bench/run.py's store, beside the config
 TASKS_GAUGE = re.compile(r"^numcfg_asyncio_tasks(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
 # The driver may miss a few instants on a shared machine (another session's burst);
 # more than this share of the offered calls not placed or late is not the rate offered.
@@ -69,9 +77,10 @@ FAILED_KEPT = 10
 ASTERISK_LOG_KEPT = 20
 
 
-def fd_kinds(pid: int) -> dict[str, int]:
-    """numcfg's open descriptors by kind (socket, pipe, anon_inode, file): what a
-    change in the count is made of."""
+def fd_kinds(pid: int, store: Path) -> dict[str, int]:
+    """numcfg's open descriptors by kind (socket, pipe, anon_inode, file, and the
+    store's: `store` its database file, one per SQLite connection, `store_journal` its
+    -wal and -shm): what a change in the count is made of."""
     kinds: Counter[str] = Counter()
     fd_dir = f"/proc/{pid}/fd"
     for fd in os.listdir(fd_dir):
@@ -79,7 +88,14 @@ def fd_kinds(pid: int) -> dict[str, int]:
             target = os.readlink(f"{fd_dir}/{fd}")
         except OSError:
             continue  # closed meanwhile
-        kind = target.split(":", 1)[0] if ":" in target and not target.startswith("/") else "file"
+        if target == str(store):
+            kind = "store"
+        elif target.startswith(f"{store}-"):
+            kind = "store_journal"
+        elif ":" in target and not target.startswith("/"):
+            kind = target.split(":", 1)[0]
+        else:
+            kind = "file"
         kinds[kind] += 1
     return dict(sorted(kinds.items()))
 
@@ -93,12 +109,16 @@ async def asyncio_tasks(session: aiohttp.ClientSession) -> float | None:
 
 async def sample(b: Bench, minute: int) -> dict[str, Any]:
     pid = b.numcfg.pid
-    kinds = fd_kinds(pid)
+    kinds = fd_kinds(pid, b.tmp / STORE_FILE)
     return {
         "minute": minute,
         "at": round(time.time(), 3),
         "rss_kib": status_kb(pid, "VmRSS"),
         "open_fds": sum(kinds.values()),
+        "open_fds_besides_store": sum(
+            n for k, n in kinds.items() if k not in ("store", "store_journal")
+        ),
+        "store_connections": kinds.get("store", 0),
         "fd_kinds": kinds,
         "threads": status_kb(pid, "Threads"),
         "asyncio_tasks": await asyncio_tasks(b.driver.session),
@@ -212,8 +232,8 @@ def table(
     baseline_minute: int,
 ) -> str:
     head = (
-        "| minute | RSS MiB | open fds | threads | asyncio tasks | calls offered "
-        "| ok | failed | not placed | late | first media p99 ms |\n"
+        "| minute | RSS MiB | open fds (store connections) | threads | asyncio tasks "
+        "| calls offered | ok | failed | not placed | late | first media p99 ms |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     by_minute = {r["minute"]: r for r in rows}
@@ -229,6 +249,7 @@ def table(
         mark = " (baseline)" if s["minute"] == baseline_minute else ""
         lines.append(
             f"| {s['minute']}{mark} | {s['rss_kib'] / 1024:.1f} | {s['open_fds']} "
+            f"({s['store_connections']}) "
             f"| {s['threads']} "
             f"| {'-' if s['asyncio_tasks'] is None else int(s['asyncio_tasks'])} | {calls} |"
         )
@@ -326,8 +347,14 @@ async def main() -> int:
     growth = {
         m: slope([(s["minute"], float(s[m])) for s in samples[baseline_minute:]]) for m in have
     }
+    store_peak = max(s["store_connections"] for s in samples)
     why = soak_verdict(
-        total, flat=flat, records_missing=records_missing, load_tolerance=LOAD_TOLERANCE
+        total,
+        flat=flat,
+        records_missing=records_missing,
+        load_tolerance=LOAD_TOLERANCE,
+        store_connections=store_peak,
+        store_bound=STORE_CONNECTIONS_BOUND,
     )
     if not judged:
         why[why.index("not flat")] = (
@@ -337,7 +364,9 @@ async def main() -> int:
         table(samples, rows, verdicts, rate, baseline_minute)
         + " Growth from the baseline: "
         + ", ".join(f"{m} {v:+.1f}/min" for m, v in growth.items() if v is not None)
-        + f". {total.offered} calls offered, {total.placed} placed, {total.ok} ok, "
+        + f". Store connections at most {store_peak} (its pool's bound "
+        f"{STORE_CONNECTIONS_BOUND}). {total.offered} calls offered, {total.placed} placed, "
+        f"{total.ok} ok, "
         f"{total.failed} failed ({total.failed_late} more with the driver late), "
         f"{total.not_placed} not placed, {total.late} late; numcfg records "
         f"{numcfg_side['records']} ({records_missing} missing or not answered). "
@@ -371,6 +400,7 @@ async def main() -> int:
         ],
         "flat": flat,
         "load_held": load_held(total, LOAD_TOLERANCE),
+        "store_connections": {"peak": store_peak, "bound": STORE_CONNECTIONS_BOUND},
         "growth_per_minute": growth,
         "missing": [m for m in METRICS if m not in have],
         "calls": asdict(total),

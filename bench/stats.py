@@ -212,10 +212,17 @@ def load_held(t: CallTally, tolerance: float) -> bool:
 
 
 def soak_verdict(
-    t: CallTally, *, flat: bool, records_missing: int, load_tolerance: float
+    t: CallTally,
+    *,
+    flat: bool,
+    records_missing: int,
+    load_tolerance: float,
+    store_connections: int = 0,
+    store_bound: int = 0,
 ) -> list[str]:
     """Why a soak did not pass; [] when it passed: the load held, no call failed (numcfg
-    kept a record of each call it took), and every resource stayed flat."""
+    kept a record of each call it took), every resource stayed flat, and the store's
+    connections (a pool that opens them as needed) never went above the pool's bound."""
     why = []
     if not load_held(t, load_tolerance):
         why.append(f"load not held: {t.not_placed} of {t.offered} calls not placed, {t.late} late")
@@ -225,6 +232,8 @@ def soak_verdict(
         why.append(f"{t.failed_late} calls failed with the driver late")
     if records_missing:
         why.append(f"{records_missing} calls without their numcfg record")
+    if store_connections > store_bound:
+        why.append(f"{store_connections} store connections, above the pool's {store_bound}")
     if not flat:
         why.append("not flat")
     return why

@@ -244,3 +244,25 @@ def test_a_drop_after_the_warmup_minute_is_judged_from_the_next_sample() -> None
     assert (v.baseline, v.last, v.flat) == (25, 25, True)
     leak = samples("fds", [26, 56, 25, 27, 29, 31, 33])
     assert not flatness(leak, metrics=["fds"], warmup=2, slack={"fds": 2})[0].flat
+
+
+def test_store_connections_above_the_pools_bound_fail_the_soak() -> None:
+    good = tally([OK] * 200)
+    within = soak_verdict(
+        good,
+        flat=True,
+        records_missing=0,
+        load_tolerance=0.01,
+        store_connections=15,
+        store_bound=15,
+    )
+    assert within == []
+    (why,) = soak_verdict(
+        good,
+        flat=True,
+        records_missing=0,
+        load_tolerance=0.01,
+        store_connections=16,
+        store_bound=15,
+    )
+    assert why == "16 store connections, above the pool's 15"
