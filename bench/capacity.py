@@ -145,9 +145,10 @@ def summarize_step(
         return 1000 * max(0.0, used - idle_rate * window) / n
 
     p99 = {"first_media": percentile(media, 99), "digit_to_ring": percentile(ring, 99)}
-    late = sum(c.late for c in calls)
-    # A call never placed (no free line) is counted as late, not as failed.
-    failed = sum(not c.ok and c.error != "no free line" for c in calls)
+    # A call never placed (no free line, originate refused) is the driver's or
+    # Asterisk's: counted as waiting, not as failed.
+    late = sum(c.late or not c.placed for c in calls)
+    failed = sum(not c.ok and c.placed for c in calls)
     verdict = step_verdict(
         calls=len(calls),
         failed=failed,

@@ -38,7 +38,7 @@ import aiohttp
 import orjson
 import yaml
 
-from asterisk_bridge.ari.client import AriClient
+from asterisk_bridge.ari.client import REST_TIMEOUT_SECONDS, AriClient, basic_auth_header
 from asterisk_bridge.ari.errors import AriError
 from bench.run import (
     ARI_PASSWORD,
@@ -99,14 +99,25 @@ class Call:
     originated: float | None = None  # when POST /channels answered
     ended: float | None = None
     ok: bool = False
+    # The driver's own lateness: the originate answered, or the "1" sent, more than
+    # LATE_SECONDS after its instant. A late call is not the offered load.
     late: bool = False
+    # Where it went wrong, "" when ok: "not placed: ..." (the driver never got it into
+    # Asterisk), else the stage that failed ("answer: ...", "end: ...", "not seen: ...").
     error: str = ""
+    answered: float | None = None  # when the driver saw its caller's StasisStart
+    digit_sent: float | None = None  # when POST /channels/{id}/dtmf answered
     # Asterisk's timestamps (POSIX seconds) of what the observer saw
     entry_ts: float | None = None  # Stasis() entered (numcfg) / first dialplan app (dialplan)
     media_ts: float | None = None  # PlaybackStarted (numcfg) / Playback() entered (dialplan)
     dtmf_ts: float | None = None  # the "1" received on the far half
     ring_ts: float | None = None  # the employee's phone called
     employee_up: bool = False
+
+    @property
+    def placed(self) -> bool:
+        """Asterisk took the call: a call never placed is the driver's, not numcfg's."""
+        return self.originated is not None
 
     @property
     def first_media_ms(self) -> float | None:
@@ -205,29 +216,43 @@ class Driver:
         prompt, wait for the employee to hang up. No free line is a `late` call."""
         cid = f"bench-{uuid.uuid4().hex[:12]}"
         if not self.free:
-            return Call(cid, variant, 0, scheduled, late=True, error="no free line")
+            return Call(cid, variant, 0, scheduled, late=True, error="not placed: no free line")
         slot = self.free.popleft()
         call = Call(cid, variant, slot, scheduled)
         started, ended = asyncio.Event(), asyncio.Event()
         self._started[cid], self._ended[cid] = started, ended
         self._far[f"{cid}-far"] = call
         self._slot_owner[slot] = call
+        # The stage being waited for, named in the error when it fails.
+        stage = "originate"
         try:
-            await self.client.originate(
-                endpoint=f"Local/{line_number(slot)}@{CONTEXTS[variant]}",
-                channel_id=cid,
-                other_channel_id=f"{cid}-far",
-                app=DRIVER_APP,
-                app_args="caller",
-                caller_id=CALLER_ID,
-                timeout=30,
-                formats="ulaw",  # a SIP trunk's G.711, as in bench/run.py
-            )
+            try:
+                await self.client.originate(
+                    endpoint=f"Local/{line_number(slot)}@{CONTEXTS[variant]}",
+                    channel_id=cid,
+                    other_channel_id=f"{cid}-far",
+                    app=DRIVER_APP,
+                    app_args="caller",
+                    caller_id=CALLER_ID,
+                    timeout=30,
+                    formats="ulaw",  # a SIP trunk's G.711, as in bench/run.py
+                )
+            except AriError as exc:
+                # Asterisk refused the caller: numcfg never saw it.
+                call.error = f"not placed: originate {exc}"
+                return call
             call.originated = time.time()
             call.late = call.originated - scheduled > LATE_SECONDS
+            stage = "answer"  # numcfg answers the far half; the caller's StasisStart follows
             await asyncio.wait_for(started.wait(), ANSWER_TIMEOUT_SECONDS)
+            call.answered = time.time()
             await asyncio.sleep(PRESS_AFTER_SECONDS)
+            stage = "digit"
             await self.client.send_dtmf(cid, "1")
+            call.digit_sent = time.time()
+            if call.digit_sent - call.answered - PRESS_AFTER_SECONDS > LATE_SECONDS:
+                call.late = True  # the "1" after the IVR prompt: the driver's doing
+            stage = "end"
             await asyncio.wait_for(ended.wait(), END_TIMEOUT_SECONDS)
             call.ended = time.time()
             missing = [
@@ -245,7 +270,7 @@ class Driver:
             call.error = f"not seen: {', '.join(missing)}" if missing else ""
         except (TimeoutError, AriError) as exc:
             call.ended = time.time()
-            call.error = type(exc).__name__ + (f" {exc}" if isinstance(exc, AriError) else "")
+            call.error = f"{stage}: " + (str(exc) if isinstance(exc, AriError) else "timeout")
             with contextlib.suppress(AriError):
                 await self.client.hangup(cid)
         finally:
@@ -370,9 +395,19 @@ async def bench(*, slots: int = MAX_SLOTS, keep: bool = False) -> AsyncIterator[
     config_path = tmp / "numcfg.yaml"
     config_path.write_text(yaml.safe_dump(lines_config(slots, tmp), sort_keys=False))
     install_lines(root, config_path, slots)
-    client = AriClient(base_url=ARI_URL, username=ARI_USER, password=ARI_PASSWORD, app=DRIVER_APP)
-    # Hundreds of callers at once: aiohttp's default pool of 100 connections would
-    # queue the driver's own requests.
+    # Hundreds of callers at once: a pool of 32 connections (AriClient's own) or 100
+    # (aiohttp's default) would queue the driver's originates behind each other, and the
+    # driver, not numcfg, would make the callers wait. So the REST client gets an
+    # unlimited pool of its own (with the ARI credentials), the websocket and /metrics
+    # another.
+    rest = aiohttp.ClientSession(
+        headers={"Authorization": basic_auth_header(ARI_USER, ARI_PASSWORD)},
+        timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT_SECONDS),
+        connector=aiohttp.TCPConnector(limit=0),
+    )
+    client = AriClient(
+        base_url=ARI_URL, username=ARI_USER, password=ARI_PASSWORD, app=DRIVER_APP, session=rest
+    )
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     driver = Driver(client=client, session=session, slots=slots)
     proc = await start_numcfg(config_path, tmp / "numcfg.log")
@@ -384,6 +419,7 @@ async def bench(*, slots: int = MAX_SLOTS, keep: bool = False) -> AsyncIterator[
         stop_numcfg(proc)
         await driver.stop()
         await client.close()
+        await rest.close()
         await session.close()
         if keep or os.environ.get("BENCH_KEEP") == "1":
             print(f"bench: kept {tmp}")

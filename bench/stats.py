@@ -153,3 +153,87 @@ def slope(points: Sequence[tuple[float, float]]) -> float | None:
     mx = sum(x for x, _ in points) / len(points)
     my = sum(y for _, y in points) / len(points)
     return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+
+
+# -- the soak's calls ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CallTally:
+    """What became of a set of offered calls, kept apart by whose doing it was.
+
+    * ``not_placed``: the driver never got the call into Asterisk (no free line, the
+      originate refused): not a call numcfg could fail.
+    * ``late``: placed, but the driver itself was behind (originate answered, or the "1"
+      sent, more than a second after its instant): the offered rate was not held.
+    * ``failed``: placed on time and not through (not answered, an event never seen, a
+      timeout): numcfg's (or Asterisk's) failure, which always counts.
+    * ``failed_late``: not through, but the driver was late with it too: reported apart,
+      as the failure may be the driver's own."""
+
+    offered: int
+    placed: int
+    ok: int
+    failed: int
+    failed_late: int
+    not_placed: int
+    late: int
+    reasons: dict[str, int]
+
+
+def tally(calls: Iterable[tuple[bool, bool, bool, str]]) -> CallTally:
+    """Count (placed, ok, late, error) tuples; `reasons` counts each error, its details
+    (ARI's message, the events not seen) kept: they are what to look at."""
+    offered = placed = ok = failed = failed_late = not_placed = late = 0
+    reasons: dict[str, int] = {}
+    for was_placed, was_ok, was_late, error in calls:
+        offered += 1
+        if error:
+            reasons[error] = reasons.get(error, 0) + 1
+        if not was_placed:
+            not_placed += 1
+            continue
+        placed += 1
+        late += was_late
+        if was_ok:
+            ok += 1
+        elif was_late:
+            failed_late += 1
+        else:
+            failed += 1
+    return CallTally(
+        offered, placed, ok, failed, failed_late, not_placed, late, dict(sorted(reasons.items()))
+    )
+
+
+def load_held(t: CallTally, tolerance: float) -> bool:
+    """The driver placed the offered load: at most `tolerance` (a share) of the offered
+    calls were never placed or placed late. Otherwise the soak did not run at its rate,
+    whatever numcfg did."""
+    return t.offered > 0 and (t.not_placed + t.late) <= tolerance * t.offered
+
+
+def soak_verdict(
+    t: CallTally,
+    *,
+    flat: bool,
+    records_missing: int,
+    load_tolerance: float,
+    store_connections: int = 0,
+    store_bound: int = 0,
+) -> list[str]:
+    """Why a soak did not pass; [] when it passed: the load held, no call failed (numcfg
+    kept a record of each call it took), every resource stayed flat, and the store's
+    connections (a pool that opens them as needed) never went above the pool's bound."""
+    why = []
+    if not load_held(t, load_tolerance):
+        why.append(f"load not held: {t.not_placed} of {t.offered} calls not placed, {t.late} late")
+    if t.failed:
+        why.append(f"{t.failed} calls failed")
+    if t.failed_late:
+        why.append(f"{t.failed_late} calls failed with the driver late")
+    if records_missing:
+        why.append(f"{records_missing} calls without their numcfg record")
+    if store_connections > store_bound:
+        why.append(f"{store_connections} store connections, above the pool's {store_bound}")
+    if not flat:
+        why.append("not flat")
+    return why

@@ -13,9 +13,12 @@ from bench.stats import (
     call_equivalents,
     capacity,
     flatness,
+    load_held,
     percentile,
     slope,
+    soak_verdict,
     step_verdict,
+    tally,
 )
 
 
@@ -174,3 +177,92 @@ def test_slope_is_the_least_squares_growth_per_unit() -> None:
     assert slope([(1, 5), (2, 7), (3, 5), (4, 7)]) == pytest.approx(0.4)
     assert slope([(1, 5)]) is None
     assert slope([(2, 5), (2, 6)]) is None
+
+
+# -- the soak's calls: whose doing each one was -----------------------------------------
+OK = (True, True, False, "")
+NO_LINE = (False, False, True, "not placed: no free line")
+REFUSED = (False, False, False, "not placed: originate 503 busy")
+LATE_OK = (True, True, True, "")
+FAILED = (True, False, False, "not seen: employee called")
+TIMEOUT = (True, False, False, "end: timeout")
+LATE_FAILED = (True, False, True, "not seen: employee answered")
+
+
+def test_a_call_never_placed_is_not_a_failed_call() -> None:
+    t = tally([OK, NO_LINE, REFUSED])
+    assert (t.offered, t.placed, t.ok, t.not_placed, t.failed) == (3, 1, 1, 2, 0)
+
+
+def test_a_call_placed_on_time_that_did_not_go_through_is_failed() -> None:
+    t = tally([OK, FAILED, TIMEOUT])
+    assert (t.failed, t.failed_late, t.ok) == (2, 0, 1)
+    assert t.reasons == {"end: timeout": 1, "not seen: employee called": 1}
+
+
+def test_late_calls_are_counted_and_a_late_failure_kept_apart() -> None:
+    t = tally([LATE_OK, LATE_FAILED, FAILED])
+    assert (t.ok, t.late, t.failed, t.failed_late) == (1, 2, 1, 1)
+
+
+def test_the_rows_of_a_soak_add_up_to_its_total() -> None:
+    minutes = [[OK, NO_LINE, FAILED], [LATE_OK, OK], [TIMEOUT, REFUSED, LATE_FAILED]]
+    total = tally(c for calls in minutes for c in calls)
+    rows = [tally(calls) for calls in minutes]
+    for field in ("offered", "placed", "ok", "failed", "failed_late", "not_placed", "late"):
+        assert getattr(total, field) == sum(getattr(r, field) for r in rows), field
+
+
+def test_the_load_holds_with_at_most_the_tolerated_share_not_placed_or_late() -> None:
+    assert load_held(tally([OK] * 99 + [NO_LINE]), 0.01)
+    assert not load_held(tally([OK] * 98 + [NO_LINE, LATE_OK]), 0.01)
+    assert not load_held(tally([]), 0.01)
+
+
+def test_a_soak_passes_only_with_the_load_held_no_failure_all_records_and_flat() -> None:
+    good = tally([OK] * 200)
+    assert soak_verdict(good, flat=True, records_missing=0, load_tolerance=0.01) == []
+    assert soak_verdict(good, flat=False, records_missing=0, load_tolerance=0.01) == ["not flat"]
+    assert soak_verdict(good, flat=True, records_missing=3, load_tolerance=0.01) == [
+        "3 calls without their numcfg record"
+    ]
+    one_failed = tally([OK] * 199 + [FAILED])
+    assert soak_verdict(one_failed, flat=True, records_missing=0, load_tolerance=0.01) == [
+        "1 calls failed"
+    ]
+    # 6896 of 18000 not placed (the last session's soak on 99 lines): not run at its rate.
+    starved = tally([OK] * 11104 + [NO_LINE] * 6896)
+    (why,) = soak_verdict(starved, flat=True, records_missing=0, load_tolerance=0.01)
+    assert why.startswith("load not held: 6896 of 18000 calls not placed")
+
+
+def test_a_drop_after_the_warmup_minute_is_judged_from_the_next_sample() -> None:
+    # Minute 0 before any call, minute 1 the warm-up (its sample at a transient peak):
+    # the baseline is minute 2, and a leak after it still shows.
+    fds = samples("fds", [26, 56, 25, 25, 25, 25])
+    (v,) = flatness(fds, metrics=["fds"], warmup=2)
+    assert (v.baseline, v.last, v.flat) == (25, 25, True)
+    leak = samples("fds", [26, 56, 25, 27, 29, 31, 33])
+    assert not flatness(leak, metrics=["fds"], warmup=2, slack={"fds": 2})[0].flat
+
+
+def test_store_connections_above_the_pools_bound_fail_the_soak() -> None:
+    good = tally([OK] * 200)
+    within = soak_verdict(
+        good,
+        flat=True,
+        records_missing=0,
+        load_tolerance=0.01,
+        store_connections=15,
+        store_bound=15,
+    )
+    assert within == []
+    (why,) = soak_verdict(
+        good,
+        flat=True,
+        records_missing=0,
+        load_tolerance=0.01,
+        store_connections=16,
+        store_bound=15,
+    )
+    assert why == "16 store connections, above the pool's 15"

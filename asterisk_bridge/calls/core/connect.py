@@ -27,6 +27,7 @@ from ...ari.events import (
 )
 from ...ari.inbox import Kind, Subscription, new_id
 from .call import Call
+from .ringback import stop_ringback
 
 log = logging.getLogger("numcfg.calls")
 
@@ -95,8 +96,9 @@ async def ring(
             )
         finally:
             if tone_id is not None:
-                with contextlib.suppress(AriError):
-                    await call.client.stop_playback(tone_id)
+                # Not a plain stop: Asterisk can refuse one while the tone starts, and a
+                # tone left playing blocks the bridge (see ringback.py).
+                await stop_ringback(call.client, tone_id)
                 call.inbox.release(tone_id)
     if outcome is not RingOutcome.ANSWERED:
         await _drop_leg(call, leg_id)
