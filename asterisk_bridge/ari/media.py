@@ -8,7 +8,6 @@ id before starting it, so no event can arrive unrouted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from .client import AriClient
 from .errors import AriNotFound
 from .events import ChannelDtmfReceived, PlaybackFinished, PlaybackStarted
 from .inbox import Inbox, Kind, new_id
+from .playback_stop import stop_playback_surely
 
 # ARI does not report every playback failure (e.g. a missing sound on some paths), so a
 # playback that has not started within this time is treated as failed.
@@ -114,8 +114,7 @@ async def _play_once(
 
 
 async def _stop_quietly(client: AriClient, playback_id: str) -> None:
-    with contextlib.suppress(AriNotFound):
-        await client.stop_playback(playback_id)
+    await stop_playback_surely(client, playback_id)
 
 
 async def wait_digits(

@@ -26,8 +26,8 @@ from ...ari.events import (
     hangup_kind,
 )
 from ...ari.inbox import Kind, Subscription, new_id
+from ...ari.playback_stop import stop_playback_surely
 from .call import Call
-from .ringback import stop_ringback
 
 log = logging.getLogger("numcfg.calls")
 
@@ -97,8 +97,8 @@ async def ring(
         finally:
             if tone_id is not None:
                 # Not a plain stop: Asterisk can refuse one while the tone starts, and a
-                # tone left playing blocks the bridge (see ringback.py).
-                await stop_ringback(call.client, tone_id)
+                # tone left playing blocks the bridge (see ari/playback_stop.py).
+                await stop_playback_surely(call.client, tone_id)
                 call.inbox.release(tone_id)
     if outcome is not RingOutcome.ANSWERED:
         await _drop_leg(call, leg_id)

@@ -1,4 +1,5 @@
-"""Stopping the ringback tone so that it stays stopped.
+"""Stopping a playback so that it stays stopped (the ringback tone, a prompt a digit
+interrupts).
 
 Asterisk 22.10 (res_stasis_playback.c) marks a playback PLAYING before its media is
 controllable: a `DELETE /playbacks/{id}` that lands in between answers 500 "Could not
@@ -9,7 +10,9 @@ the event websocket one at a time, so every call numcfg handles stalls with that
 until the caller hangs up: the soak (bench/soak.py) saw it as a 10-13 s stall in which
 hundreds of calls failed. An employee who answers within milliseconds of being called
 (a Local channel, an auto-answer phone) is what opens that window; so a stop refused that
-way is sent again, a few milliseconds later, until Asterisk takes it.
+way is sent again, a few milliseconds later, until Asterisk takes it. A prompt a caller
+interrupts at its very start is the same race: it would play on to its end, over the
+next prompt.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ...ari.client import AriClient
-from ...ari.errors import AriError, AriUnavailable
+from .client import AriClient
+from .errors import AriError, AriUnavailable
 
-log = logging.getLogger("numcfg.calls")
+log = logging.getLogger("numcfg.ari")
 
 # The window is the few instructions between two assignments in Asterisk's channel
 # thread: the first retry nearly always lands after it. The attempts bound a channel
@@ -39,9 +42,9 @@ def stop_refused_while_starting(exc: AriError) -> bool:
     )
 
 
-async def stop_ringback(client: AriClient, playback_id: str) -> None:
-    """Stop the ringback `playback_id`, again while Asterisk refuses because the tone is
-    just starting. Never raises: a tone already over, or a channel gone, is fine."""
+async def stop_playback_surely(client: AriClient, playback_id: str) -> None:
+    """Stop `playback_id`, again while Asterisk refuses because it is just starting.
+    Never raises: a playback already over, or a channel gone, is fine."""
     for attempt in range(STOP_ATTEMPTS):
         try:
             await client.stop_playback(playback_id)
@@ -51,9 +54,9 @@ async def stop_ringback(client: AriClient, playback_id: str) -> None:
                 return
             if attempt == 0:
                 log.warning(
-                    "ringback %s: Asterisk refused the stop while the tone was starting "
+                    "playback %s: Asterisk refused the stop while it was starting "
                     "(its res_stasis_playback race); stopping it again",
                     playback_id,
                 )
         await asyncio.sleep(STOP_RETRY_SECONDS)
-    log.error("ringback %s: still not stopped after %d attempts", playback_id, STOP_ATTEMPTS)
+    log.error("playback %s: still not stopped after %d attempts", playback_id, STOP_ATTEMPTS)

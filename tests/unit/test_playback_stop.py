@@ -1,11 +1,11 @@
 """Which ARI answers to stopping the ringback mean "Asterisk refused it while the tone was
-starting, send it again" (calls/core/ringback.py). The answers are built the way the
+starting, send it again" (ari/playback_stop.py). The answers are built the way the
 client builds them from Asterisk's replies (ari/errors.py error_for_status)."""
 
 from __future__ import annotations
 
 from asterisk_bridge.ari.errors import AriError, AriUnavailable, error_for_status
-from asterisk_bridge.calls.core.ringback import stop_refused_while_starting
+from asterisk_bridge.ari.playback_stop import stop_refused_while_starting
 
 PATH = "/playbacks/pb-1"
 
