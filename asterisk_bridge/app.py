@@ -22,7 +22,7 @@ from .ari.events import USED_EVENT_TYPES, Event, StreamResumed
 from .ari.inbox import made_by_new_id
 from .ari.router import EventRouter
 from .ari.stream import EventStream
-from .calls.callback import callback_worker
+from .calls.callback import WakeOnCallbackQueued, callback_worker
 from .calls.clicktocall import click_to_call
 from .calls.core.claims import claims_for
 from .calls.core.context import Services
@@ -117,11 +117,14 @@ class App:
             crm=self.crm,
             observers=(
                 CrmJournal(),
-                WakeOnRecorded(self.transcription),
                 self.voicemail_mail,
             ),
             set_workday=set_workday,
         )
+        # The jobs this node queues start at once; the workers' scans only look for other
+        # nodes' (wakeup.py).
+        self.journal.on_written(WakeOnRecorded(self.transcription))
+        self.journal.on_written(WakeOnCallbackQueued(self.services.runtime))
         self.dispatcher = Dispatcher(self.services)
         self.stream = EventStream(
             client=self.client,

@@ -27,6 +27,8 @@ def add_routes(api: web.Application, app_state: Any) -> None:
         job = await run_admin(
             admin.request_callback, store, config, number_id, body["phone"], datetime.now(UTC)
         )
+        # Its first attempt is due now: this node's worker takes it at once.
+        app_state.services.runtime.callbacks_queued.set()
         return web.json_response(job.to_json(), status=201)
 
     async def list_callbacks(_request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
 from ..ari.errors import AriError
@@ -21,11 +22,13 @@ from ..policy.queue import may_ring, workday_of
 from ..policy.route import wants_callback
 from ..policy.types import Direction, Disposition
 from ..store import CallbackJob
+from ..wakeup import fallback_seconds, seconds_until
 from .core.call import Call
 from .core.connect import DIAL_GUARD_SECONDS, RingOutcome, await_answer, wait_in_stasis
-from .core.context import Services
+from .core.context import Runtime, Services
 from .core.details import CallRecord
 from .core.employees import Reach
+from .core.journal import CALLBACK
 from .features.crm_journal import call_started
 from .inbound.forward import forward
 
@@ -33,9 +36,25 @@ log = logging.getLogger("numcfg.calls")
 
 # The employee's phone rings this long before the attempt counts as failed.
 CALLBACK_EMPLOYEE_RING_SECONDS = 20
-# Due jobs are looked for at this pace; a callback a few seconds late is fine, and each
-# look is one indexed query.
-CALLBACK_SCAN_SECONDS = 5.0
+# A job this node queues wakes the worker at once (Runtime.callbacks_queued), a retry or
+# another node's lease that runs out is looked for at its time (CallbackJobs.next_due).
+# What only another process adds (another node, `numcfg callback`) is looked for every
+# quarter of jobs.lease (wakeup.py), and at least this often. (A fixed 5 s poll cost an
+# idle numcfg a store transaction for nothing every time, issue 15.)
+CALLBACK_SCAN_SECONDS = 60.0
+
+
+class WakeOnCallbackQueued:
+    """A journal listener (Journal.on_written, registered by app.py): a callback job this
+    node queued, once in the store, wakes the worker, which takes it at once rather than
+    at the next scan."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == CALLBACK:
+            self._runtime.callbacks_queued.set()
 
 
 async def missed_call_callback(call: Call) -> None:
@@ -65,18 +84,17 @@ async def callback_worker(services: Services) -> None:
     taking jobs once the app drains; an attempt in progress is a call like any other
     (tracked in `services.active`, so the drain waits for it), the worker itself is not."""
     while not services.draining:
+        lease = services.config_holder.current.jobs.lease
+        now = services.clock()
+        next_due: datetime | None = None
         try:
-            job = await services.db(
-                services.store.callbacks.claim_due,
-                services.clock(),
-                node=services.node,
-                lease=services.config_holder.current.jobs.lease,
-            )
+            job, next_due = await services.db(_claim_or_next_due, services, now, lease)
         except Exception:
             log.exception("callback scan failed")
             job = None
         if job is None:
-            await asyncio.sleep(CALLBACK_SCAN_SECONDS)
+            fallback = fallback_seconds(lease, at_most=CALLBACK_SCAN_SECONDS)
+            await services.runtime.callbacks_queued.wait(seconds_until(next_due, now, fallback))
             continue
         if services.draining:
             # SIGTERM came while the claim was in flight: the drain no longer waits for
@@ -92,6 +110,15 @@ async def callback_worker(services: Services) -> None:
             await attempt
         finally:
             services.active.pop(key, None)
+
+
+def _claim_or_next_due(
+    services: Services, now: datetime, lease: float
+) -> tuple[CallbackJob | None, datetime | None]:
+    """One thread hop: the job claimed, or when the next one becomes due."""
+    jobs = services.store.callbacks
+    job = jobs.claim_due(now, node=services.node, lease=lease)
+    return job, None if job is not None else jobs.next_due()
 
 
 async def run_attempt(
@@ -134,6 +161,8 @@ async def run_attempt(
         )
         if not counted:
             log.warning("callback %s: attempt not counted, another node took the job", job.id)
+        # A failed attempt is due again `delay` seconds on: the worker sleeps until then.
+        services.runtime.callbacks_queued.set()
 
 
 async def run_callback(

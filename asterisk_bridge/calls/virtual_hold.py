@@ -41,6 +41,7 @@ from ..policy.virtual_hold import (
     pressed,
 )
 from ..store import STORE_FAULTS, CallbackJob
+from ..wakeup import fallback_seconds
 from .callback import run_attempt
 from .core.call import Call
 from .core.context import Services
@@ -51,9 +52,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("numcfg.calls")
 
-# Kept places are read from the store this often: the longest a free member waits before
-# a kept place's callback starts, and one indexed query per tick.
+# While there are kept places, they are read from the store this often: the longest a
+# free member waits before a kept place's callback starts, and one indexed query per tick.
 HELD_SCAN_SECONDS = 2.0
+# With none (the last read found none), nothing can come up: a place this node keeps
+# wakes the worker (Runtime.held_queued), one kept on another node is read every quarter
+# of jobs.lease (wakeup.py), and at least this often. (Reading every 2 s for nothing was a
+# quarter of an idle numcfg's CPU, issue 15.)
+HELD_IDLE_SCAN_SECONDS = 60.0
 # What a job made by virtual hold says in `reason` (GET /api/callbacks).
 REASON = "virtual_hold"
 OFFER_PROMPT = "virtual-hold-offer"  # "To be called back without losing your place, press"
@@ -182,6 +188,9 @@ class HoldOffer:
         call.step("virtual_hold")
         await call.play_prompt(CONFIRM_PROMPT)
         await call.hangup()
+        # The kept places are read at the held worker's quicker pace from now on; woken
+        # once the caller is gone, so her callback never rings a phone still on this call.
+        services.runtime.held_queued.set()
         return Offer.REQUESTED
 
 
@@ -201,7 +210,12 @@ async def held_worker(services: Services) -> None:
             await _scan(services)
         except Exception:
             log.exception("virtual hold scan failed")
-        await asyncio.sleep(HELD_SCAN_SECONDS)
+        if any(services.runtime.held.values()):
+            wait = HELD_SCAN_SECONDS
+        else:
+            lease = services.config_holder.current.jobs.lease
+            wait = fallback_seconds(lease, at_most=HELD_IDLE_SCAN_SECONDS)
+        await services.runtime.held_queued.wait(wait)
 
 
 async def _scan(services: Services) -> None:

@@ -181,6 +181,21 @@ class CallbackJobs:
             row = conn.execute(sa.select(callbacks).where(callbacks.c.seq == seq)).mappings().one()
             return _job(row)
 
+    def next_due(self) -> datetime | None:
+        """The earliest time a job becomes due for `claim_due` (a pending job's `due_at`,
+        kept places excepted: their turn decides; an in-progress job's `lease_until`),
+        None when there is no such job. The workers sleep until then (wakeup.py). A job
+        claimed before leases existed has no `lease_until`: the fallback scan finds it."""
+        pending = sa.select(sa.func.min(callbacks.c.due_at)).where(
+            callbacks.c.status == CallbackStatus.PENDING, sa.not_(_holds_place())
+        )
+        leased = sa.select(sa.func.min(callbacks.c.lease_until)).where(
+            callbacks.c.status == CallbackStatus.IN_PROGRESS
+        )
+        with self._db.read() as conn:
+            found = [conn.execute(query).scalar_one_or_none() for query in (pending, leased)]
+        return min((when for when in found if when is not None), default=None)
+
     def renew(self, job_id: str, *, node: str, now: datetime, lease: float = JOB_LEASE_S) -> bool:
         """Extend `node`'s hold on the job to `lease` seconds from `now`. False when the job
         is no longer in progress on `node` (its lease ran out and another node took it)."""

@@ -110,6 +110,21 @@ class TranscriptionJobs:
                 return None
             return _job(_select_job(conn, call_id))
 
+    def next_due(self) -> datetime | None:
+        """The earliest time a job becomes due for `claim_due` (a pending job's `due_at`,
+        an in-progress job's `lease_until`), None when there is no such job. The worker
+        sleeps until then (wakeup.py); a job claimed before leases existed has no
+        `lease_until`: the fallback scan finds it."""
+        pending = sa.select(sa.func.min(_jobs.due_at)).where(
+            _jobs.status == TranscriptStatus.PENDING
+        )
+        leased = sa.select(sa.func.min(_jobs.lease_until)).where(
+            _jobs.status == TranscriptStatus.IN_PROGRESS
+        )
+        with self._db.read() as conn:
+            found = [conn.execute(query).scalar_one_or_none() for query in (pending, leased)]
+        return min((when for when in found if when is not None), default=None)
+
     def charge(self, call_id: str, *, period: str, cap_seconds: float | None) -> bool:
         """Count the job's seconds toward `period`, within `cap_seconds` (None: no cap).
 

@@ -16,22 +16,27 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from ..calls.core.context import CallObserverBase
+from ..calls.core.journal import FINISHED
 from ..config.schema import Config, TranscriptionSettings
 from ..crm import CrmService
 from ..lease import leased
 from ..policy.quota import quota_period
 from ..policy.types import TranscriptStatus
-from ..store import STORE_FAULTS, CallDetails, Store, TranscriptionJob
+from ..store import STORE_FAULTS, Store, TranscriptionJob
+from ..wakeup import Wakeup, fallback_seconds, seconds_until
 from .base import Transcriber, TranscriptionError
 
 log = logging.getLogger("numcfg.transcription")
 
-# New jobs are looked for this often: a transcript minutes after the call is the promise,
-# and one indexed query every few seconds costs nothing.
-POLL_SECONDS: Final = 2.0
+# A job this process queues (a recorded call saved here: WakeOnRecorded) is started at
+# once, a retry at its `due_at`, a job another node left when its lease runs out
+# (TranscriptionJobs.next_due). What only another node can add is looked for every
+# quarter of `jobs.lease` (wakeup.py), but never less often than this: a transcript
+# minutes after the call is the promise. (A fixed 2 s poll was a third of an idle
+# numcfg's CPU, issue 15.)
+POLL_SECONDS: Final = 60.0
 # A store that cannot be read is asked again this much later (said once, not per poll).
 STORE_RETRY_SECONDS: Final = 10.0
 # Retry delays double from transcription.retry_delay up to this.
@@ -54,7 +59,8 @@ class TranscriptionWorker:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
-        """`config_source` is read per job, so a reload's settings apply to the next one."""
+        """`config_source` is read per job, so a reload's settings apply to the next one.
+        `poll_seconds`: the longest the worker sleeps knowing of no job (tests shorten it)."""
         self._store = store
         self._config = config_source
         self._make = make_transcriber
@@ -64,11 +70,11 @@ class TranscriptionWorker:
         self._poll = poll_seconds
         self._transcriber: Transcriber | None = None
         self._built_for: tuple[object, ...] | None = None
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._store_down = False
 
     def wake(self) -> None:
-        """Look for a due job now rather than at the next poll."""
+        """Look for a due job now (one was queued by this process), not at the next scan."""
         self._wake.set()
 
     async def run(self) -> None:
@@ -80,11 +86,9 @@ class TranscriptionWorker:
             )
         try:
             while True:
-                job = await self._claim()
+                job, wait = await self._claim()
                 if job is None:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._poll)
+                    await self._wake.wait(wait)
                     continue
                 await self._work(job)
         finally:
@@ -96,24 +100,31 @@ class TranscriptionWorker:
             with contextlib.suppress(Exception):
                 await transcriber.close()
 
-    async def _claim(self) -> TranscriptionJob | None:
+    async def _claim(self) -> tuple[TranscriptionJob | None, float]:
+        """A due job, or None and how long to sleep before looking again."""
+        lease = self._config().jobs.lease
+        now = self._clock()
         try:
-            job = await asyncio.to_thread(
-                self._store.transcripts.claim_due,
-                self._clock(),
-                node=self._node,
-                lease=self._config().jobs.lease,
-            )
+            job, next_due = await asyncio.to_thread(self._claim_or_next_due, now, lease)
         except STORE_FAULTS as exc:
             if not self._store_down:
                 log.warning("transcription jobs cannot be read (%s): trying again", exc)
             self._store_down = True
             await asyncio.sleep(STORE_RETRY_SECONDS)
-            return None
+            return None, 0.0
         if self._store_down:
             log.warning("transcription jobs readable again")
         self._store_down = False
-        return job
+        fallback = fallback_seconds(lease, at_most=self._poll)
+        return job, seconds_until(next_due, now, fallback)
+
+    def _claim_or_next_due(
+        self, now: datetime, lease: float
+    ) -> tuple[TranscriptionJob | None, datetime | None]:
+        """One thread hop: the job claimed, or when the next one becomes due."""
+        jobs = self._store.transcripts
+        job = jobs.claim_due(now, node=self._node, lease=lease)
+        return job, None if job is not None else jobs.next_due()
 
     async def _work(self, job: TranscriptionJob) -> None:
         lease = self._config().jobs.lease
@@ -228,13 +239,15 @@ class TranscriptionWorker:
             await asyncio.wait_for(asyncio.shield(give_back()), GIVE_BACK_SECONDS)
 
 
-class WakeOnRecorded(CallObserverBase):
-    """A call observer (registered by app.py): a call saved with a recording to transcribe
-    wakes the worker, so its transcript does not wait for the next poll."""
+class WakeOnRecorded:
+    """A journal listener (Journal.on_written, registered by app.py): a call's details
+    with a recording to transcribe, once in the store with their job, wake the worker, so
+    the transcript does not wait for the next scan. (Not a call observer: the details may
+    reach the store after the call has ended, when the store is slow.)"""
 
     def __init__(self, worker: TranscriptionWorker) -> None:
         self._worker = worker
 
-    async def finished(self, call: object, details: CallDetails) -> None:
-        if details.transcript_status == TranscriptStatus.PENDING:
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == FINISHED and payload.get("transcript_status") == TranscriptStatus.PENDING:
             self._worker.wake()

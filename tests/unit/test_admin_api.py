@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from asterisk_bridge.api import routes_callbacks, routes_employees, routes_numbers
 from asterisk_bridge.api.server import ApiError, Handler, error_response
+from asterisk_bridge.calls.core.context import Runtime
 from asterisk_bridge.config import ConfigHolder
 from asterisk_bridge.lifecycle import effective_status
 from asterisk_bridge.store import Store, open_store
@@ -46,7 +47,8 @@ def store_and_holder(tmp_path: Path, sink: SmtpSink) -> Iterator[tuple[Store, Co
 @pytest.fixture
 async def client(store_and_holder: tuple[Store, ConfigHolder]) -> AsyncIterator[TestClient]:
     store, holder = store_and_holder
-    app_state = SimpleNamespace(services=SimpleNamespace(store=store), config_holder=holder)
+    services = SimpleNamespace(store=store, runtime=Runtime())
+    app_state = SimpleNamespace(services=services, config_holder=holder)
     api = web.Application(middlewares=[api_errors])
     for module in (routes_employees, routes_numbers, routes_callbacks):
         module.add_routes(api, app_state)

@@ -21,13 +21,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from asterisk_bridge.api import routes_calls
 from asterisk_bridge.api.server import ApiError, Handler, error_response
+from asterisk_bridge.calls.core.journal import Journal
 from asterisk_bridge.config import Config, ConfigError, load_config
 from asterisk_bridge.crm import build_crm
 from asterisk_bridge.metrics import Metrics
 from asterisk_bridge.policy.quota import quota_period
 from asterisk_bridge.policy.types import Direction, Disposition, TranscriptStatus
-from asterisk_bridge.store import CallDetails, Store, open_store
-from asterisk_bridge.transcription import TranscriptionWorker, build_transcriber
+from asterisk_bridge.store import CallDetails, Spool, Store, open_store
+from asterisk_bridge.transcription import TranscriptionWorker, WakeOnRecorded, build_transcriber
+from asterisk_bridge.transcription.worker import POLL_SECONDS
 from tests.unit.crm_fakes import ENV, FakeBitrix, FakeServer, write_config
 from tests.unit.stt_fakes import SpeechServer, render_sentence
 
@@ -99,15 +101,18 @@ def recorded_call(
 
 @contextlib.asynccontextmanager
 async def running(
-    store: Store, config: Config, *, crm: Any = None, node: str = NODE
+    store: Store, config: Config, *, crm: Any = None, node: str = NODE, poll: float = 0.05
 ) -> AsyncIterator[TranscriptionWorker]:
+    """The worker, looking at the store at least every `poll` seconds (production's
+    POLL_SECONDS for the tests of its pace, else short: jobs are saved straight into the
+    store, as another node would)."""
     worker = TranscriptionWorker(
         store=store,
         config_source=lambda: config,
         make_transcriber=build_transcriber,
         node=node,
         crm=crm,
-        poll_seconds=0.05,
+        poll_seconds=poll,
     )
     task = asyncio.create_task(worker.run())
     try:
@@ -348,6 +353,101 @@ async def test_a_job_being_worked_keeps_its_lease_and_no_other_node_takes_it(
             await asyncio.sleep(0.05)
         assert len(leases) >= 3  # renewed every third of the lease
     assert len(server.requests) == 1
+
+
+# -- when the worker looks at the store (issue 15) ------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def journal_writing(store: Store, tmp_path: Path) -> AsyncIterator[Journal]:
+    journal = Journal(store=store, spool=Spool(tmp_path / "spool.jsonl"), node=NODE)
+    task = asyncio.create_task(journal.run())
+    try:
+        yield journal
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def counting_claims(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The times the worker asks the store for a job."""
+    looks: list[float] = []
+    claim_due = store.transcripts.claim_due
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        looks.append(time.monotonic())
+        return claim_due(*args, **kwargs)
+
+    monkeypatch.setattr(store.transcripts, "claim_due", counted)
+    return looks
+
+
+async def test_a_recording_this_node_saves_is_transcribed_at_once_not_at_the_next_scan(
+    tmp_path: Path, store: Store, server: SpeechServer, recordings: Path
+) -> None:
+    """jobs.lease 60 s: the fallback scan is 15 s away, the old poll was 2 s; the call's
+    details written by the journal wake the worker (WakeOnRecorded, as app.py wires it)."""
+    config = config_for(tmp_path, settings(server) + storage(recordings))
+    async with (
+        running(store, config, poll=POLL_SECONDS) as worker,
+        journal_writing(store, tmp_path) as journal,
+    ):
+        journal.on_written(WakeOnRecorded(worker))
+        await asyncio.sleep(0.3)  # the worker found nothing and sleeps
+        written = time.monotonic()
+        assert await journal.call_finished(recorded_call(recordings))
+        await until(lambda: bool(server.requests), timeout=5)
+        assert time.monotonic() - written < 0.5
+        details = await settled(store)
+    assert details.transcript_status == "done"
+
+
+async def test_a_job_of_a_dead_node_is_taken_over_as_its_lease_runs_out(
+    tmp_path: Path, store: Store, server: SpeechServer, recordings: Path
+) -> None:
+    """The dead node's lease (1 s) is in the store: the worker sleeps until it runs out,
+    not until its 15 s fallback scan, and not a moment less."""
+    config = config_for(tmp_path, settings(server) + storage(recordings))
+    store.calls.save(recorded_call(recordings))
+    claimed = time.monotonic()
+    assert store.transcripts.claim_due(datetime.now(UTC), node="dead", lease=1.0) is not None
+    async with running(store, config, poll=POLL_SECONDS):
+        await until(lambda: bool(server.requests), timeout=5)
+        taken = time.monotonic() - claimed
+        details = await settled(store)
+    assert 1.0 <= taken < 1.6
+    assert details.transcript_status == "done"
+    assert len(server.requests) == 1  # the dead node's try never reached the backend
+
+
+async def test_a_job_another_node_queued_is_found_by_the_fallback_scan(
+    tmp_path: Path, store: Store, server: SpeechServer, recordings: Path
+) -> None:
+    """Saved straight into the store (another node's call: no wake here), with jobs.lease
+    0.8 s: found by the scan every quarter of the lease (0.2 s)."""
+    config = config_for(tmp_path, settings(server) + storage(recordings) + "jobs:\n  lease: 0.8\n")
+    async with running(store, config, poll=POLL_SECONDS):
+        await asyncio.sleep(0.3)  # the worker found nothing and sleeps
+        saved = time.monotonic()
+        store.calls.save(recorded_call(recordings))
+        await until(lambda: bool(server.requests), timeout=5)
+        assert time.monotonic() - saved < 0.6
+        details = await settled(store)
+    assert details.transcript_status == "done"
+
+
+async def test_an_idle_worker_looks_at_the_store_once_per_quarter_lease(
+    tmp_path: Path, store: Store, server: SpeechServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing to do, jobs.lease 2 s: a look at start, then one every 0.5 s (the old
+    poll looked every 2 s whatever the lease; at 60 s it is every 15 s)."""
+    config = config_for(tmp_path, settings(server) + "jobs:\n  lease: 2\n")
+    looks = counting_claims(store, monkeypatch)
+    async with running(store, config, poll=POLL_SECONDS):
+        await asyncio.sleep(1.7)
+    assert 3 <= len(looks) <= 5
+    assert min(b - a for a, b in itertools.pairwise(looks)) > 0.4
 
 
 # -- the CRM ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ...ari.client import AriClient
 from ...ari.router import EventRouter
 from ...store import STORE_FAULTS
+from ...wakeup import Wakeup
 from .claims import Claims, MemoryClaims
 from .journal import Journal
 
@@ -76,6 +77,11 @@ class Runtime:
     # -> when its caller joined the line. Refreshed from the store by the held-places
     # worker and updated at once by what this node does (calls/virtual_hold.py).
     held: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    # Set by what queues work for the node's job workers (wakeup.py): a callback job
+    # (the journal's write, the API, an attempt that failed and is due again), a kept
+    # place (virtual hold).
+    callbacks_queued: Wakeup = field(default_factory=Wakeup)
+    held_queued: Wakeup = field(default_factory=Wakeup)
     # What the call engine last read from the store, used while it cannot be read.
     last_workdays: dict[str, str] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,20 @@ class Journal:
         self.degraded: str | None = (
             "spooled writes from an earlier run" if spool.pending() else None
         )
+        self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def on_written(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call `listener(kind, payload)` (on the event loop) once each write is in the
+        store: the job workers of this process are woken by the jobs it queued (a
+        callback, a recording to transcribe) rather than finding them at a later scan."""
+        self._listeners.append(listener)
+
+    def _written(self, kind: str, payload: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(kind, payload)
+            except Exception:  # a listener's bug never stops the writes
+                log.exception("journal listener failed")
 
     # -- what calls do (never blocks) --------------------------------------------------------
     def call_open(self, details: CallDetails) -> None:
@@ -103,10 +118,9 @@ class Journal:
                     await asyncio.sleep(RETRY_SECONDS)
                     await self._move_queue_to_spool()
                     continue
-            try:
-                first = await asyncio.wait_for(self._queue.get(), RETRY_SECONDS)
-            except TimeoutError:
-                continue
+            # No deadline: only this loop spools (`degraded`), so nothing but a new write
+            # can give it work (an idle numcfg does not wake every RETRY_SECONDS).
+            first = await self._queue.get()
             # Whatever queued meanwhile goes in the same thread hop and transaction.
             batch = [first]
             while len(batch) < BATCH_MAX and not self._queue.empty():
@@ -119,8 +133,9 @@ class Journal:
                 for kind, payload, done in batch[applied[0] :]:
                     await asyncio.to_thread(self._spool.append, kind, payload)
                     _settle(done, False)
-            for _kind, _payload, done in batch[: applied[0]]:
+            for kind, payload, done in batch[: applied[0]]:
                 _settle(done, True)
+                self._written(kind, payload)
             self._mark_idle()
 
     async def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
@@ -144,6 +159,7 @@ class Journal:
                 self._fault(exc)
                 break
             written += 1
+            self._written(kind, payload)
         remaining = entries[written:]
         await asyncio.to_thread(self._spool.keep_only, remaining)
         if not remaining:
