@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 from asterisk_bridge.ari.client import AriClient  # noqa: E402
 from asterisk_bridge.ari.errors import AriError  # noqa: E402
 from asterisk_bridge.ari.events import USED_EVENT_TYPES  # noqa: E402
+from asterisk_bridge.ari.playback_stop import stop_playback_surely  # noqa: E402
 from asterisk_bridge.event_loop import run_event_loop  # noqa: E402
 
 APP = "numcfg-bench-hybrid"
@@ -146,6 +147,10 @@ class HybridApp:
         call.employee = employee
         call.leg = self.new_id("leg")
         self.legs[call.leg] = cid
+        # The tone first: a leg answering at once (these Local employees do) must find it
+        # there to stop, as in numcfg, whose call flow does one thing at a time.
+        call.tone = self.new_id("pb")
+        await self.client.play(cid, "tone:ring", playback_id=call.tone)
         await self.client.originate(
             endpoint=f"Local/{employee}@{self.employee_context}",
             channel_id=call.leg,
@@ -153,14 +158,13 @@ class HybridApp:
             timeout=20,
             originator=cid,
         )
-        call.tone = self.new_id("pb")
-        await self.client.play(cid, "tone:ring", playback_id=call.tone)
 
     async def bridge(self, cid: str, call: CallState, leg: str) -> None:
         call.answered = True
         if call.tone is not None:
-            with contextlib.suppress(AriError):
-                await self.client.stop_playback(call.tone)
+            # numcfg's stop: Asterisk refuses a stop that lands while the tone is
+            # starting, and the tone left playing blocks the bridge (ari/playback_stop.py).
+            await stop_playback_surely(self.client, call.tone)
         call.bridge = self.new_id("br")
         # As numcfg's conversation: DTMF events on, the employee's digits absorbed.
         await self.client.create_bridge(call.bridge, kind="mixing,dtmf_events")
