@@ -114,13 +114,10 @@ class HybridApp:
                     )
                     await self.client.continue_in_dialplan(cid)
                 case ["digit", "1", *_] if cid in self.calls:
-                    call = self.calls[cid]
-                    employee = f"1{call.slot}"
-                    if employee in self.claimed:
+                    employee = self.claim(self.calls[cid])
+                    if employee is None:
                         await self.client.hangup(cid)
                         return
-                    self.claimed.add(employee)
-                    call.employee = employee
                     await self.client.set_variable(
                         cid, "HYBRID_TARGET", f"Local/{employee}@{self.employee_context}"
                     )
@@ -138,13 +135,20 @@ class HybridApp:
         self.counter += 1
         return f"{prefix}-{os.getpid()}-{self.counter}"
 
-    async def connect_in_ari(self, cid: str, call: CallState) -> None:
+    def claim(self, call: CallState) -> str | None:
+        """The option's employee (the line's own), claimed for `call`; None when busy."""
         employee = f"1{call.slot}"
         if employee in self.claimed:
-            await self.client.hangup(cid)
-            return
+            return None
         self.claimed.add(employee)
         call.employee = employee
+        return employee
+
+    async def connect_in_ari(self, cid: str, call: CallState) -> None:
+        employee = self.claim(call)
+        if employee is None:
+            await self.client.hangup(cid)
+            return
         call.leg = self.new_id("leg")
         self.legs[call.leg] = cid
         # The tone first: a leg answering at once (these Local employees do) must find it
