@@ -259,9 +259,14 @@ def install_dialplan(root: Path, config_path: Path) -> None:
 # -- numcfg process --------------------------------------------------------------------------
 def spawn_numcfg(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "NUMCFG_ARI_PASSWORD": ARI_PASSWORD, "NUMCFG_ARI_USER": ARI_USER}
+    command = [str(BIN / "numcfg"), "run", "-c", str(config_path)]
+    if profile := os.environ.get("BENCH_CPROFILE"):
+        # Call counts per function (what runs how often per call), written at its exit;
+        # cProfile slows numcfg several-fold, so no CPU figure of such a run counts.
+        command = [str(BIN / "python"), "-m", "cProfile", "-o", profile, *command]
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [str(BIN / "numcfg"), "run", "-c", str(config_path)],
+            command,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -880,8 +885,10 @@ def start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
             # Pausing the process 500 times a second tripled its CPU per call.
             "--nonblocking",
             # Only the thread holding the GIL: where the Python CPU goes, whichever
-            # thread (a thread waiting for the GIL or in a syscall is not sampled).
-            "--gil",
+            # thread (a thread waiting for the GIL or in a syscall is not sampled). It
+            # over-weights a socket write that releases the GIL late (preemption counts):
+            # BENCH_PY_SPY_GIL=0 samples every busy thread instead.
+            *(["--gil"] if os.environ.get("BENCH_PY_SPY_GIL", "1") != "0" else []),
             "--threads",
             "--format",
             fmt,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -282,7 +283,13 @@ def _on_sqlite_begin(conn: Connection) -> None:
     # IMMEDIATE takes the write lock at once, so a read-then-write transaction never fails
     # half-way on a lock upgrade; pure reads stay DEFERRED and run concurrently.
     mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    # Straight to the sqlite3 connection: through SQLAlchemy's execution machinery this
+    # one statement cost a third of a call-details transaction (0.13 of 0.34 ms).
+    statement = f"BEGIN {mode}"
+    try:
+        conn.connection.driver_connection.execute(statement)
+    except sqlite3.Error as exc:  # a locked or read-only file: a store fault, as usual
+        raise sa.exc.OperationalError(statement, None, exc) from exc
 
 
 def _create_schema(engine: Engine) -> tuple[str | None, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -21,47 +21,58 @@ _STATUSES: Final = frozenset(NumberStatus)
 CALL_MAX_AGE_SECONDS: Final = 2.0
 
 
+def never_changed(number: str) -> NumberState:
+    return NumberState(number=number, status=NumberStatus.ACTIVE, changed_at=None, undo_token=None)
+
+
 class NumberStates:
     def __init__(self, *, db: Database) -> None:
         self._db = db
         self._query = sa.select(number_states).where(number_states.c.number == sa.bindparam("n"))
-        self._cache: dict[str, tuple[float, NumberState]] = {}
+        self._every = sa.select(number_states)
+        # Every number's state as read at one instant (monotonic): a call's read takes
+        # the whole table (a row per number ever disconnected: a handful), so calls on
+        # any number within CALL_MAX_AGE_SECONDS need no store read and no thread hop.
+        # Per number, a site with many numbers and few calls on each read on every call.
+        self._snapshot: tuple[float, dict[str, NumberState]] | None = None
         self._lock = threading.Lock()
 
     def state(self, number: str, *, max_age: float = 0.0) -> NumberState:
         """The number's lifecycle state; a number never changed is active. With
         `max_age`, a state read at most that many seconds ago will do."""
-        now = time.monotonic()
         cached = self.cached(number, max_age=max_age)
         if cached is not None:
             return cached
-        state = self._read(number)
+        if max_age <= 0.0:  # a command: this number, from the store
+            state = self._read(number)
+            with self._lock:
+                if self._snapshot is not None:  # fresher than the snapshot's copy
+                    self._snapshot[1][number] = state
+            return state
+        now = time.monotonic()
+        states = self._read_every()
         with self._lock:
-            self._cache[number] = (now, state)
-        return state
+            self._snapshot = (now, states)
+        return states.get(number) or never_changed(number)
 
     def cached(self, number: str, *, max_age: float) -> NumberState | None:
         """The state read at most `max_age` seconds ago, if any; never touches the store
         (so an event loop may ask without a thread hop)."""
         with self._lock:
-            cached = self._cache.get(number)
-        if cached is not None and time.monotonic() - cached[0] < max_age:
-            return cached[1]
-        return None
+            snapshot = self._snapshot
+        if snapshot is None or time.monotonic() - snapshot[0] >= max_age:
+            return None
+        return snapshot[1].get(number) or never_changed(number)
 
     def _read(self, number: str) -> NumberState:
         with self._db.read() as conn:
             row = conn.execute(self._query, {"n": number}).mappings().first()
-        if row is None:
-            return NumberState(
-                number=number, status=NumberStatus.ACTIVE, changed_at=None, undo_token=None
-            )
-        return NumberState(
-            number=number,
-            status=NumberStatus(row["status"]),
-            changed_at=row["changed_at"],
-            undo_token=row["undo_token"],
-        )
+        return _state(row) if row is not None else never_changed(number)
+
+    def _read_every(self) -> dict[str, NumberState]:
+        with self._db.read() as conn:
+            rows = conn.execute(self._every).mappings().all()
+        return {row["number"]: _state(row) for row in rows}
 
     def set_state(
         self,
@@ -90,4 +101,13 @@ class NumberStates:
         with self._db.write() as conn:
             conn.execute(stmt)
         with self._lock:
-            self._cache.pop(number, None)
+            self._snapshot = None  # this store's own change: seen by the next call
+
+
+def _state(row: Any) -> NumberState:
+    return NumberState(
+        number=row["number"],
+        status=NumberStatus(row["status"]),
+        changed_at=row["changed_at"],
+        undo_token=row["undo_token"],
+    )

@@ -55,6 +55,8 @@ class Harness:
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _reader: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Times the harness's websocket was cut and reconnected: events in a gap are lost.
+    reconnects: int = 0
 
     async def start(self) -> None:
         await self._connect()
@@ -72,6 +74,7 @@ class Harness:
         while True:
             await self._read()
             self.connected.clear()
+            self.reconnects += 1
             while True:
                 await asyncio.sleep(0.2)
                 with contextlib.suppress(aiohttp.ClientError, OSError):
@@ -218,7 +221,10 @@ class Harness:
                 seen = len(self.events)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+                    raise AssertionError(
+                        f"timed out after {timeout}s waiting for {what}"
+                        f" (harness websocket reconnected {self.reconnects} times)"
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
 
@@ -245,11 +251,20 @@ class Harness:
         ]
 
     async def ended(self, leg: CallerLeg, timeout: float = DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
-        return await self.wait_for(
-            lambda e: e.get("type") == "ChannelDestroyed" and e["channel"]["id"] == leg.far_id,
-            timeout,
-            what=f"call {leg.far_id} to end",
-        )
+        try:
+            return await self.wait_for(
+                lambda e: e.get("type") == "ChannelDestroyed" and e["channel"]["id"] == leg.far_id,
+                timeout,
+                what=f"call {leg.far_id} to end",
+            )
+        except AssertionError as exc:
+            # Say where the call is stuck: the channels still up, and where they are.
+            channels = await self.client.list_channels()
+            where = [
+                f"{c['id']} {c['state']} {c.get('dialplan', {}).get('app_name', '')}"
+                for c in channels
+            ]
+            raise AssertionError(f"{exc}; channels up: {where}") from None
 
     async def bridged(
         self, leg: CallerLeg, timeout: float = DEFAULT_WAIT_SECONDS

@@ -38,6 +38,15 @@ CALLS = 20
 KILL_AFTER = 8
 
 
+async def app_gone(harness: Harness, app: str, timeout: float = 10.0) -> None:
+    """Wait until Asterisk no longer lists `app` (it has read its websocket's end)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while app in {a["name"] for a in await harness.client.request("GET", "/applications")}:
+        assert loop.time() < deadline, f"{app} still registered {timeout}s after its death"
+        await asyncio.sleep(0.05)
+
+
 def answered_by(node: App) -> float:
     """Calls the node finished as answered (its numcfg_calls_total)."""
     registry = node.services.metrics.registry
@@ -78,6 +87,10 @@ async def test_killing_one_numcfg_of_the_pair_sends_the_next_calls_to_the_other(
             if i == KILL_AFTER:
                 node_a.kill()  # SIGKILL: no drain, no goodbye to Asterisk
                 await node_a.wait()
+                # Asterisk unregisters the app once it reads the closed websocket; a call
+                # placed before that enters the dead app (a documented window: such a
+                # call waits for node A to come back).
+                await app_gone(harness, "numcfg")
             leg = await harness.call("+33185000000", caller=f"+336110000{i:02d}")
             legs.append(leg)
             await harness.ended(leg, timeout=20)

@@ -39,3 +39,26 @@ def test_a_recent_state_is_used_again_and_a_change_through_the_store_is_seen_at_
     cli.numbers.set_state("paris", NumberStatus.PENDING_DISCONNECT, undo_token="u", changed_at=NOW)
     clock[0] += 2.5
     assert states.state("paris", max_age=2.0).status == NumberStatus.PENDING_DISCONNECT
+
+
+def test_one_read_serves_every_number_until_it_is_older_than_max_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A site with many numbers and few calls on each: a call's read is the whole table,
+    so a call on another number within max_age needs none (no thread hop)."""
+    url = f"sqlite:///{tmp_path}/numcfg.sqlite3"
+    node, cli = open_store(url), open_store(url)
+    clock = [1000.0]
+    monkeypatch.setattr(numbers_module.time, "monotonic", lambda: clock[0])
+    cli.numbers.set_state("lyon", NumberStatus.PENDING_DISCONNECT, undo_token="t", changed_at=NOW)
+    states = node.numbers
+    assert states.state("paris", max_age=2.0).status == NumberStatus.ACTIVE
+    # Read with paris's: lyon's state and a number never changed, with no store read.
+    assert (lyon := states.cached("lyon", max_age=2.0)) is not None
+    assert lyon.status == NumberStatus.PENDING_DISCONNECT and lyon.undo_token == "t"
+    assert (nice := states.cached("nice", max_age=2.0)) is not None
+    assert nice.status == NumberStatus.ACTIVE and nice.changed_at is None
+    cli.numbers.set_state("nice", NumberStatus.PENDING_DISCONNECT, undo_token="u", changed_at=NOW)
+    clock[0] += 2.0
+    assert states.cached("nice", max_age=2.0) is None  # the snapshot is too old now
+    assert states.state("nice", max_age=2.0).status == NumberStatus.PENDING_DISCONNECT
