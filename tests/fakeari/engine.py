@@ -291,7 +291,8 @@ class Engine:
         plays = self.requests(
             "POST", rf"/channels/{re.escape(channel_id)}/play(/[^/]+)?", since=since
         )
-        return [r.params.get("media", "") for r in plays]
+        # One playback of several media ("a,b") lists each of them.
+        return [item for r in plays for item in r.params.get("media", "").split(",")]
 
     async def wait_for(
         self, probe: Callable[[], T | None], timeout: float = WAIT_SECONDS, what: str = "it"
@@ -337,10 +338,14 @@ class Engine:
 
     # -- playbacks -------------------------------------------------------------------------
     def _behaviour(self, media: str) -> PlayBehaviour:
-        plan = self.play_plans.get(media)
-        if plan:
-            return plan.pop(0)
-        return self.default_play.get(media, "finish")
+        """A list of media ("a,b": one playback of several) behaves as the first of them
+        with a plan left, else as its last one by default."""
+        items = media.split(",")
+        for item in items:
+            plan = self.play_plans.get(item)
+            if plan:
+                return plan.pop(0)
+        return self.default_play.get(items[-1], "finish")
 
     def _play(self, req: Request, m: dict[str, str]) -> Reply:
         cid = m["id"]

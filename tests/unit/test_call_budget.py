@@ -35,7 +35,7 @@ BENCH_FLOW = {
 EXPECTED_REQUESTS = Counter(
     {
         "POST /channels/{id}/answer": 1,
-        "POST /channels/{id}/play": 3,  # greeting, menu prompt, ringback
+        "POST /channels/{id}/play": 2,  # greeting and menu prompt in one; ringback
         "DELETE /playbacks/{id}": 2,  # the prompt the digit interrupts; the ringback
         "POST /channels": 1,  # the employee's leg, originated in one request
         "POST /bridges/{id}": 1,

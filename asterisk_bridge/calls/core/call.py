@@ -53,6 +53,9 @@ class Call:
         self.transfer_entry: dict[str, Any] | None = None  # its transfers[] entry
         # An IVR option the caller typed during the greeting (SPEC section 9).
         self.typed_ahead: str | None = None
+        # The menu whose prompt the greeting's playback carried to its end (flow.py): its
+        # first ask waits for digits without playing the prompt again.
+        self.menu_prompt_played: str | None = None
         self._before_details: list[asyncio.Task[None]] = []
 
     @property

@@ -37,6 +37,8 @@ async def run_menu(call: Call, menu_id: str, *, typed: str | None = None) -> Act
     if not await call.answer():
         return None
     failures = 0
+    # The greeting's playback may have carried this menu's prompt to its end already.
+    prompt_played, call.menu_prompt_played = call.menu_prompt_played == menu_id, None
     while True:
         menu = call.config.ivr_menus[menu_id]
         if failures >= menu.retries:
@@ -47,7 +49,8 @@ async def run_menu(call: Call, menu_id: str, *, typed: str | None = None) -> Act
             choice, typed = typed, None
         else:
             typed = None
-            asked = await _ask(call, menu_id)
+            asked = await _ask(call, menu_id, play_prompt=not prompt_played)
+            prompt_played = False
             if asked is None:
                 return None
             choice, pressed = asked
@@ -67,11 +70,14 @@ async def run_menu(call: Call, menu_id: str, *, typed: str | None = None) -> Act
         return action
 
 
-async def _ask(call: Call, menu_id: str) -> tuple[str | None, bool] | None:
-    """The prompt, then the caller's digits: (the option chosen or None, whether anything
-    was pressed); None when the caller hung up."""
+async def _ask(
+    call: Call, menu_id: str, *, play_prompt: bool = True
+) -> tuple[str | None, bool] | None:
+    """The prompt (unless `play_prompt` is False: just played), then the caller's digits:
+    (the option chosen or None, whether anything was pressed); None when the caller hung
+    up."""
     menu = call.config.ivr_menus[menu_id]
-    if menu.prompt:
+    if menu.prompt and play_prompt:
         result = await call.play(menu.prompt, interrupt_on_digit=True)
         if result.status is Status.HANGUP:
             return None
