@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import stat
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ HOLD_MUSIC_CONNECT_SECONDS = 30.0
 # Asterisk's sounds are checked once ARI is up, then at this pace: a later
 # `numcfg install-asterisk` (or a config naming a new greeting) shows in /ready within it.
 SOUND_CHECK_SECONDS = 300.0
+# With every sound there and the config unchanged, the check is made again this often.
+SOUND_RECHECK_SECONDS = 3600.0
 # storage.keep_days is in days: an hourly pass keeps nothing more than an hour too long.
 RETENTION_SECONDS = 3600.0
 
@@ -428,9 +431,24 @@ class App:
         return missing
 
     async def _watch_sounds(self) -> None:
+        # GET /sounds lists every sound Asterisk has (841 on the rig, 107 kB): about 26 ms
+        # of Asterisk's CPU and as much of numcfg's. So it is asked again every
+        # SOUND_CHECK_SECONDS only while a sound is missing (or unknown) or the config
+        # changed; with everything there, hourly (issue 15: one such check in a benchmark
+        # round was 1 ms per call).
+        checked_config: object | None = None
+        checked_at = 0.0
         while True:
             if self.stream.connected or await self.stream.wait_connected(SOUND_CHECK_SECONDS):
-                await self.check_sounds()
+                config = self.config_holder.current
+                due = (
+                    self.missing_sounds != []
+                    or config is not checked_config
+                    or time.monotonic() - checked_at >= SOUND_RECHECK_SECONDS
+                )
+                if due:
+                    await self.check_sounds()
+                    checked_config, checked_at = config, time.monotonic()
             await asyncio.sleep(SOUND_CHECK_SECONDS)
 
     async def _retention(self) -> None:
