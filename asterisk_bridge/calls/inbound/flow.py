@@ -173,14 +173,18 @@ async def _run_step(call: Call, step: Step) -> Result:
             if not collect and not options:
                 await call.play(media)
                 return Result(step, Outcome.DONE)
-            menu_id, prompt = _menu_prompt_next(call, step) if not collect else (None, None)
             employee = await _greeting_digits(
-                call, media, collect=collect, options=options, menu=(menu_id, prompt)
+                call,
+                media,
+                collect=collect,
+                options=options,
+                menu=None if collect else _menu_prompt_next(call, step),
             )
             return Result(step, Outcome.DONE, employee=employee)
         case Menu(menu_id=menu_id):
             typed, call.typed_ahead = call.typed_ahead, None
-            action = await run_menu(call, menu_id, typed=typed)
+            played, call.menu_prompt_played = call.menu_prompt_played == menu_id, None
+            action = await run_menu(call, menu_id, typed=typed, prompt_played=played)
             if action is None:
                 return Result(step, Outcome.CALLER_GONE)
             return Result(step, Outcome.DONE, action=action)
@@ -239,9 +243,9 @@ def _typed_ahead_options(call: Call) -> tuple[str, ...]:
     return tuple(menu.options) if menu is not None else ()
 
 
-def _menu_prompt_next(call: Call, step: Greeting) -> tuple[str | None, str | None]:
-    """The menu the route runs right after this greeting, and its prompt, when there is
-    one to play straight after the greeting (else (None, None))."""
+def _menu_prompt_next(call: Call, step: Greeting) -> tuple[str, str] | None:
+    """The menu the route runs right after this greeting and its prompt, when it has one
+    to play straight after the greeting."""
     number = call.config.numbers[call.record.number or ""]
     following = next_step(
         number,
@@ -250,10 +254,10 @@ def _menu_prompt_next(call: Call, step: Greeting) -> tuple[str | None, str | Non
         queues=call.config.queues,
     )
     if not isinstance(following, Menu):
-        return None, None
+        return None
     menu = call.config.ivr_menus.get(following.menu_id)
     if menu is None or not menu.prompt:
-        return None, None
+        return None
     return following.menu_id, menu.prompt
 
 
@@ -263,7 +267,7 @@ async def _greeting_digits(
     *,
     collect: bool,
     options: tuple[str, ...],
-    menu: tuple[str | None, str | None] = (None, None),
+    menu: tuple[str, str] | None = None,
 ) -> str | None:
     """Play the greeting; digits typed during it (or just after, with extension dialing)
     are an extension (its employee is returned), an option of the number's IVR (kept in
@@ -275,12 +279,11 @@ async def _greeting_digits(
     same). A digit during it counts as typed during the greeting (a wrong one gets the
     menu's "ivr-invalid"); a playback that ends with no digit has played the prompt,
     which the menu then does not play again."""
-    menu_id, prompt = menu
-    result = await call.play(f"{media},{prompt}" if prompt else media, interrupt_on_digit=True)
+    result = await call.play(f"{media},{menu[1]}" if menu else media, interrupt_on_digit=True)
     if result.status is Status.HANGUP:
         return None
-    if prompt and result.status is Status.FINISHED and not call.inbox.digits:
-        call.menu_prompt_played = menu_id
+    if menu and result.status is Status.FINISHED and not call.inbox.digits:
+        call.menu_prompt_played = menu[0]
         return None
     extensions = {e.extension for e in call.config.employees.values()} if collect else None
 
@@ -303,11 +306,11 @@ async def _greeting_digits(
     if typed.kind is TypedKind.OPTION:
         call.typed_ahead = typed.value
         return None
-    if prompt and not collect:
+    if menu:
         # A wrong key while the menu's prompt may have been playing: the menu's answer
         # to one (then its prompt again), not "invalid extension" with no dialing on.
         log.info(
-            "call %s: caller pressed %r, no option of menu %s", call.record.id, buffer, menu_id
+            "call %s: caller pressed %r, no option of menu %s", call.record.id, buffer, menu[0]
         )
         await call.play_prompt("ivr-invalid")
         return None

@@ -28,17 +28,18 @@ def digits_done(matcher: Callable[[str], Match]) -> Callable[[str], Status | Non
     return done
 
 
-async def run_menu(call: Call, menu_id: str, *, typed: str | None = None) -> Action | None:
+async def run_menu(
+    call: Call, menu_id: str, *, typed: str | None = None, prompt_played: bool = False
+) -> Action | None:
     """Run a menu until the caller picks an option or fails `retries` times; return the
     action to execute (the option's, or `on_failure`), None when the caller hung up.
     Sub-menus replace the current menu, so a caller may walk between menus indefinitely,
     but only by choosing. `typed`: an option the caller already typed during the
-    greeting, taken without playing the prompt (SPEC section 9)."""
+    greeting, taken without playing the prompt (SPEC section 9). `prompt_played`: the
+    greeting's playback carried the prompt to its end, so the first ask does not replay it."""
     if not await call.answer():
         return None
     failures = 0
-    # The greeting's playback may have carried this menu's prompt to its end already.
-    prompt_played, call.menu_prompt_played = call.menu_prompt_played == menu_id, None
     while True:
         menu = call.config.ivr_menus[menu_id]
         if failures >= menu.retries:
