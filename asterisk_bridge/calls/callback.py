@@ -115,8 +115,13 @@ async def callback_worker(services: Services) -> None:
 def _claim_or_next_due(
     services: Services, now: datetime, lease: float
 ) -> tuple[CallbackJob | None, datetime | None]:
-    """One thread hop: the job claimed, or when the next one becomes due."""
+    """One thread hop: the job claimed, or when the next one becomes due. Read first:
+    most looks find nothing due, and a read costs no write transaction (issue 15: the
+    fallback scans were most of an idle numcfg's CPU)."""
     jobs = services.store.callbacks
+    next_due = jobs.next_due()
+    if next_due is None or next_due > now:
+        return None, next_due
     job = jobs.claim_due(now, node=services.node, lease=lease)
     return job, None if job is not None else jobs.next_due()
 

@@ -184,17 +184,22 @@ class CallbackJobs:
     def next_due(self) -> datetime | None:
         """The earliest time a job becomes due for `claim_due` (a pending job's `due_at`,
         kept places excepted: their turn decides; an in-progress job's `lease_until`),
-        None when there is no such job. The workers sleep until then (wakeup.py). A job
-        claimed before leases existed has no `lease_until`: the fallback scan finds it."""
+        None when there is no such job. The workers sleep until then (wakeup.py), and
+        claim (a write transaction) only once it has come. A job claimed before leases
+        existed has no `lease_until`: it is due CALLBACK_STALE_AFTER_S after its claim."""
         pending = sa.select(sa.func.min(callbacks.c.due_at)).where(
             callbacks.c.status == CallbackStatus.PENDING, sa.not_(_holds_place())
         )
-        leased = sa.select(sa.func.min(callbacks.c.lease_until)).where(
-            callbacks.c.status == CallbackStatus.IN_PROGRESS
-        )
+        leased = sa.select(
+            sa.func.min(callbacks.c.lease_until),
+            sa.func.min(sa.case((callbacks.c.lease_until.is_(None), callbacks.c.claimed_at))),
+        ).where(callbacks.c.status == CallbackStatus.IN_PROGRESS)
         with self._db.read() as conn:
-            found = [conn.execute(query).scalar_one_or_none() for query in (pending, leased)]
-        return min((when for when in found if when is not None), default=None)
+            due = conn.execute(pending).scalar_one_or_none()
+            lease_until, unleased_claim = conn.execute(leased).one()
+        if unleased_claim is not None:
+            unleased_claim += timedelta(seconds=CALLBACK_STALE_AFTER_S)
+        return min((when for when in (due, lease_until, unleased_claim) if when), default=None)
 
     def renew(self, job_id: str, *, node: str, now: datetime, lease: float = JOB_LEASE_S) -> bool:
         """Extend `node`'s hold on the job to `lease` seconds from `now`. False when the job

@@ -113,17 +113,22 @@ class TranscriptionJobs:
     def next_due(self) -> datetime | None:
         """The earliest time a job becomes due for `claim_due` (a pending job's `due_at`,
         an in-progress job's `lease_until`), None when there is no such job. The worker
-        sleeps until then (wakeup.py); a job claimed before leases existed has no
-        `lease_until`: the fallback scan finds it."""
+        sleeps until then (wakeup.py), and claims (a write transaction) only once it has
+        come; a job claimed before leases existed has no `lease_until`: it is due
+        TRANSCRIPTION_STALE_AFTER_S after its claim."""
         pending = sa.select(sa.func.min(_jobs.due_at)).where(
             _jobs.status == TranscriptStatus.PENDING
         )
-        leased = sa.select(sa.func.min(_jobs.lease_until)).where(
-            _jobs.status == TranscriptStatus.IN_PROGRESS
-        )
+        leased = sa.select(
+            sa.func.min(_jobs.lease_until),
+            sa.func.min(sa.case((_jobs.lease_until.is_(None), _jobs.claimed_at))),
+        ).where(_jobs.status == TranscriptStatus.IN_PROGRESS)
         with self._db.read() as conn:
-            found = [conn.execute(query).scalar_one_or_none() for query in (pending, leased)]
-        return min((when for when in found if when is not None), default=None)
+            due = conn.execute(pending).scalar_one_or_none()
+            lease_until, unleased_claim = conn.execute(leased).one()
+        if unleased_claim is not None:
+            unleased_claim += timedelta(seconds=TRANSCRIPTION_STALE_AFTER_S)
+        return min((when for when in (due, lease_until, unleased_claim) if when), default=None)
 
     def charge(self, call_id: str, *, period: str, cap_seconds: float | None) -> bool:
         """Count the job's seconds toward `period`, within `cap_seconds` (None: no cap).

@@ -121,8 +121,12 @@ class TranscriptionWorker:
     def _claim_or_next_due(
         self, now: datetime, lease: float
     ) -> tuple[TranscriptionJob | None, datetime | None]:
-        """One thread hop: the job claimed, or when the next one becomes due."""
+        """One thread hop: the job claimed, or when the next one becomes due. Read first:
+        most looks find nothing due, and a read costs no write transaction."""
         jobs = self._store.transcripts
+        next_due = jobs.next_due()
+        if next_due is None or next_due > now:
+            return None, next_due
         job = jobs.claim_due(now, node=self._node, lease=lease)
         return job, None if job is not None else jobs.next_due()
 

@@ -129,6 +129,9 @@ class FakeAri:
         # When True the model's REST actions emit the events Asterisk would (answer ->
         # ChannelStateChange, play -> PlaybackStarted, hangup -> StasisEnd + Destroyed).
         self.emit_model_events = False
+        # With model events: an originated leg says it rings (Dial RINGING, a SIP phone's
+        # 180), as Asterisk reports it; False models a leg that says nothing until answered.
+        self.legs_ring = True
         # The in-memory model.
         self.channels: dict[str, dict[str, Any]] = {}
         self.in_stasis: dict[str, None] = {}
@@ -724,7 +727,19 @@ class FakeAri:
         return Reply(200, data)
 
     def _originate(self, req: Request, m: dict[str, str]) -> Reply:
-        return self._new_channel(req, "Down")
+        reply = self._new_channel(req, "Down")
+        if reply.status == 200 and self.legs_ring:
+            self._emit(
+                model.event(
+                    "Dial",
+                    self.app,
+                    peer={**reply.body, "state": "Ringing"},
+                    dialstring=req.params["endpoint"],
+                    dialstatus="RINGING",
+                    forward="",
+                )
+            )
+        return reply
 
     def _create_channel(self, req: Request, m: dict[str, str]) -> Reply:
         return self._new_channel(req, "Down")

@@ -33,6 +33,7 @@ class Employee:
     action: str = "answer"  # answer | reject | ignore | busy
     answer_after: float = 0.5
     hangup_after: float | None = None  # seconds after answering (employee hangs up first)
+    rings: bool = False  # says it rings before answering (a SIP phone's 180 Ringing)
     rung: int = 0
 
 
@@ -145,6 +146,8 @@ class Harness:
             case "ignore":
                 return  # rings until numcfg gives up
             case _:
+                if behaviour.rings:
+                    await self.client.ring(channel_id)
                 await asyncio.sleep(behaviour.answer_after)
                 await self.client.answer(channel_id)
                 if behaviour.hangup_after is not None:

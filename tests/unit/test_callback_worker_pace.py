@@ -163,20 +163,29 @@ async def test_a_retry_is_taken_at_its_due_time(tmp_path: Path) -> None:
 async def test_an_idle_callback_worker_looks_once_per_quarter_lease(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Nothing to do, jobs.lease 2 s: a look at start, then one every 0.5 s."""
+    """Nothing to do, jobs.lease 2 s: a look at start, then one every 0.5 s; each a read,
+    never a claim (a write transaction) while nothing is due."""
     services = services_for(tmp_path, "jobs:\n  lease: 2\n")
     looks: list[float] = []
-    claim_due = services.store.callbacks.claim_due
+    claims: list[float] = []
+    jobs = services.store.callbacks
+    next_due, claim_due = jobs.next_due, jobs.claim_due
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
+    def counted_look() -> Any:
         looks.append(time.monotonic())
+        return next_due()
+
+    def counted_claim(*args: Any, **kwargs: Any) -> Any:
+        claims.append(time.monotonic())
         return claim_due(*args, **kwargs)
 
-    monkeypatch.setattr(services.store.callbacks, "claim_due", counted)
+    monkeypatch.setattr(jobs, "next_due", counted_look)
+    monkeypatch.setattr(jobs, "claim_due", counted_claim)
     async with running(services):
         await asyncio.sleep(1.7)
     assert 3 <= len(looks) <= 5
     assert min(b - a for a, b in itertools.pairwise(looks)) > 0.4
+    assert claims == []
 
 
 # -- the kept places of virtual hold -------------------------------------------------------

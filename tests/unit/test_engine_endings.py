@@ -353,16 +353,17 @@ async def test_job_claimed_as_the_drain_starts_is_not_run_after_the_drain(
         return claim(*args, **kwargs)
 
     monkeypatch.setattr(callbacks, "claim_due", slow_claim)
-    # The job is added only once the worker is inside the slowed claim: a scan already
-    # in flight with the real claim_due could otherwise take it before the drain begins.
+    # The worker claims only a job it has read is due: add one and wake the worker, which
+    # then enters the slowed claim (no claim_due runs before: nothing was due).
+    add_jobs(engine, 1)
+    engine.app.services.runtime.callbacks_queued.set()
     # Polled on the loop, not waited in a thread: the default executor may be busy with
     # the app's other workers' store calls.
     for _ in range(1000):
         if entered.is_set():
             break
         await asyncio.sleep(0.01)
-    assert entered.is_set(), "the callback worker never scanned"
-    add_jobs(engine, 1)
+    assert entered.is_set(), "the callback worker never claimed"
 
     await engine.app.drain(timeout=600)
     release.set()

@@ -7,7 +7,14 @@ import asyncio
 import json
 import logging
 
-from asterisk_bridge.logs import CallField, JsonFormatter, RepeatCollapser, current_call
+from asterisk_bridge.logs import (
+    BATCH_SECONDS,
+    BatchedStreamHandler,
+    CallField,
+    JsonFormatter,
+    RepeatCollapser,
+    current_call,
+)
 
 
 class Clock:
@@ -73,3 +80,59 @@ async def test_records_made_in_a_call_task_carry_its_id_as_a_field() -> None:
     outside = record("ARI connected")
     field.filter(outside)
     assert "call_id" not in json.loads(formatter.format(outside))
+
+
+class CountingStream:
+    """A stream that keeps each write apart (one write is one syscall on a real file)."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def batched(stream: CountingStream) -> logging.Handler:
+    handler = BatchedStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    return handler
+
+
+async def test_records_of_the_loop_close_together_go_out_in_one_write_in_order() -> None:
+    stream = CountingStream()
+    handler = batched(stream)
+    handler.handle(record("call a: started", level=logging.INFO))
+    handler.handle(record("call a: greeting", level=logging.INFO))
+    assert stream.writes == []  # waiting for others
+    await asyncio.sleep(BATCH_SECONDS * 2)
+    assert stream.writes == ["INFO call a: started\nINFO call a: greeting\n"]
+
+
+async def test_a_warning_goes_out_at_once_after_what_waits_before_it() -> None:
+    stream = CountingStream()
+    handler = batched(stream)
+    handler.handle(record("call a: started", level=logging.INFO))
+    handler.handle(record("store not writable"))
+    assert stream.writes == ["INFO call a: started\nWARNING store not writable\n"]
+    await asyncio.sleep(0.1)  # the timer finds nothing left: no empty or double write
+    assert len(stream.writes) == 1
+
+
+def test_without_a_running_loop_and_at_flush_nothing_waits() -> None:
+    stream = CountingStream()
+    handler = batched(stream)
+    handler.handle(record("numcfg starting", level=logging.INFO))
+    assert stream.writes == ["INFO numcfg starting\n"]
+
+
+async def test_a_record_from_another_thread_is_written_by_that_thread() -> None:
+    stream = CountingStream()
+    handler = batched(stream)
+    handler.handle(record("call a: started", level=logging.INFO))
+    await asyncio.to_thread(handler.handle, record("store call done", level=logging.INFO))
+    assert stream.writes == ["INFO call a: started\nINFO store call done\n"]
+    handler.flush()
+    assert len(stream.writes) == 1

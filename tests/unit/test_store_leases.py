@@ -14,7 +14,9 @@ import sqlalchemy as sa
 
 from asterisk_bridge.policy.types import CallbackStatus, Direction, Disposition, TranscriptStatus
 from asterisk_bridge.store import CallDetails, Store, open_store
-from asterisk_bridge.store.tables import metadata
+from asterisk_bridge.store.callbacks import CALLBACK_STALE_AFTER_S
+from asterisk_bridge.store.tables import callbacks, metadata, transcription_jobs
+from asterisk_bridge.store.transcripts import TRANSCRIPTION_STALE_AFTER_S
 from tests.fixtures_pg import fresh_database
 
 # Transcription jobs are due from when their call was saved (the real clock): the test's
@@ -182,3 +184,42 @@ def test_only_the_lease_holder_finishes_a_transcription(store: Store) -> None:
     details = store.calls.get(call_id)
     assert details is not None and details.transcript == "from b"
     assert store.transcripts.claim_due(at(10 * LEASE), node="c", lease=LEASE) is None
+
+
+# -- when the workers look again (next_due: they claim only once it has come) ---------------
+
+
+def test_next_due_is_a_pending_jobs_due_time_then_a_claimed_ones_lease_end(store: Store) -> None:
+    assert store.callbacks.next_due() is None
+    a_callback(store)
+    assert store.callbacks.next_due() == T0
+    store.callbacks.claim_due(T0, node="a", lease=LEASE)
+    assert store.callbacks.next_due() == at(LEASE)
+
+
+def test_a_job_claimed_before_leases_is_due_when_its_claim_goes_stale(store: Store) -> None:
+    """No lease_until (claimed by a release without leases): due CALLBACK_STALE_AFTER_S
+    after its claim, which next_due must say, or a reading worker would never claim it."""
+    job_id = a_callback(store)
+    store.callbacks.claim_due(T0, node="gone", lease=LEASE)
+    with store._db.write() as conn:  # as a release without leases left the row
+        conn.execute(sa.update(callbacks).where(callbacks.c.id == job_id).values(lease_until=None))
+    stale = T0 + timedelta(seconds=CALLBACK_STALE_AFTER_S)
+    assert store.callbacks.next_due() == stale
+    assert store.callbacks.claim_due(stale - timedelta(seconds=1), node="b", lease=LEASE) is None
+    taken = store.callbacks.claim_due(stale + timedelta(seconds=1), node="b", lease=LEASE)
+    assert taken is not None and taken.id == job_id
+
+
+def test_a_transcription_claimed_before_leases_is_due_when_its_claim_goes_stale(
+    store: Store,
+) -> None:
+    call_id = a_transcription(store)
+    store.transcripts.claim_due(T0, node="gone", lease=LEASE)
+    with store._db.write() as conn:  # as a release without leases left the row
+        conn.execute(
+            sa.update(transcription_jobs)
+            .where(transcription_jobs.c.call_id == call_id)
+            .values(lease_until=None)
+        )
+    assert store.transcripts.next_due() == T0 + timedelta(seconds=TRANSCRIPTION_STALE_AFTER_S)

@@ -374,15 +374,16 @@ async def journal_writing(store: Store, tmp_path: Path) -> AsyncIterator[Journal
 
 
 def counting_claims(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The times the worker asks the store for a job."""
+    """The times the worker asks the store for a job (a read of when the next is due; it
+    claims one only when that time has come)."""
     looks: list[float] = []
-    claim_due = store.transcripts.claim_due
+    next_due = store.transcripts.next_due
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
+    def counted() -> Any:
         looks.append(time.monotonic())
-        return claim_due(*args, **kwargs)
+        return next_due()
 
-    monkeypatch.setattr(store.transcripts, "claim_due", counted)
+    monkeypatch.setattr(store.transcripts, "next_due", counted)
     return looks
 
 

@@ -36,6 +36,15 @@ log = logging.getLogger("numcfg.calls")
 DIAL_GUARD_SECONDS = 5.0
 # A created channel enters Stasis within milliseconds on a local Asterisk.
 LEG_STASIS_SECONDS = 5.0
+# The caller hears the ring tone once the rung leg says it rings (its Dial RINGING; or
+# PROGRESS, a trunk's early media, which the caller cannot hear: the leg is bridged only
+# when answered), as Dial() relays the callee's ringing. A leg that says nothing (a Local
+# channel into dialplan, a quiet trunk) gets the tone after this grace all the same, so no
+# caller waits in silence. A phone that answers at once (auto-answer, an intercom, the
+# benchmark's employees) gets none: no tone to start and stop, which is two requests, a
+# playback and its two events fewer per call (issue 15).
+RINGBACK_GRACE_SECONDS = 0.5
+_RINGING_STATUSES = (DialStatus.RINGING, DialStatus.PROGRESS)
 # How a leg's end (its hangup cause, or its Dial status) counts for the flow.
 _OUTCOME_OF_KIND = {
     HangupKind.BUSY: "busy",
@@ -77,33 +86,59 @@ async def ring(
     ringback_to: str | None = None,
 ) -> tuple[RingOutcome, Leg | None]:
     """Ring `endpoint` for `ring_time` seconds while the caller (or the channel
-    `ringback_to`: a transferer consulting) hears ringing."""
+    `ringback_to`: a transferer consulting) hears ringing once the leg rings."""
     leg_id = call.new_channel_id()
     with call.inbox.watch(leg_id) as leg_events:
         if not await _originate(call, leg_id, endpoint, ring_time=ring_time, caller_id=caller_id):
             return RingOutcome.CALLER_HUNG_UP if call.hung_up else RingOutcome.FAILED, None
-        tone_id: str | None = None
-        if ringback:
-            tone_id = new_id("pb")
-            call.inbox.claim(tone_id, Kind.PLAYBACK)
-            with contextlib.suppress(AriError):
-                await call.client.play(
-                    ringback_to or call.channel_id, "tone:ring", playback_id=tone_id
-                )
+        tone = Ringback(call, ringback_to or call.channel_id) if ringback else None
         try:
             outcome = await await_answer(
-                call, leg_events, leg_id, ring_time + DIAL_GUARD_SECONDS, answered_on_stasis=True
+                call,
+                leg_events,
+                leg_id,
+                ring_time + DIAL_GUARD_SECONDS,
+                answered_on_stasis=True,
+                ringback=tone,
             )
         finally:
-            if tone_id is not None:
-                # Not a plain stop: Asterisk can refuse one while the tone starts, and a
-                # tone left playing blocks the bridge (see ari/playback_stop.py).
-                await stop_playback_surely(call.client, tone_id)
-                call.inbox.release(tone_id)
+            if tone is not None:
+                await tone.stop()
     if outcome is not RingOutcome.ANSWERED:
         await _drop_leg(call, leg_id)
         return outcome, None
     return outcome, Leg(leg_id, endpoint)
+
+
+class Ringback:
+    """The ring tone `channel_id` hears while a leg rings: started once (the leg's first
+    sign of ringing, or `due`, whichever comes first), stopped for sure at the end."""
+
+    def __init__(self, call: Call, channel_id: str, *, grace: float | None = None) -> None:
+        self._call = call
+        self._channel_id = channel_id
+        self.due = time.monotonic() + (RINGBACK_GRACE_SECONDS if grace is None else grace)
+        self._tone_id: str | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._tone_id is not None
+
+    async def start(self) -> None:
+        if self._tone_id is not None:
+            return
+        self._tone_id = new_id("pb")
+        self._call.inbox.claim(self._tone_id, Kind.PLAYBACK)
+        with contextlib.suppress(AriError):
+            await self._call.client.play(self._channel_id, "tone:ring", playback_id=self._tone_id)
+
+    async def stop(self) -> None:
+        if self._tone_id is None:
+            return
+        # Not a plain stop: Asterisk can refuse one while the tone starts, and a tone left
+        # playing blocks the bridge (see ari/playback_stop.py).
+        await stop_playback_surely(self._call.client, self._tone_id)
+        self._call.inbox.release(self._tone_id)
 
 
 async def _originate(
@@ -173,17 +208,25 @@ async def await_answer(
     guard: float,
     *,
     answered_on_stasis: bool = False,
+    ringback: Ringback | None = None,
 ) -> RingOutcome:
     """Wait for the leg's answer. An originated leg counts as answered at its StasisStart
     (it must be in our app before it can join a bridge); a created-then-dialed one, which
-    is already in the app, at its Dial ANSWER or state Up."""
+    is already in the app, at its Dial ANSWER or state Up. `ringback` is started when the
+    leg rings, or at its due time."""
     deadline = time.monotonic() + guard
     while True:
         if call.hung_up:
             return RingOutcome.CALLER_HUNG_UP
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             return RingOutcome.NO_ANSWER
+        if ringback is not None and not ringback.started:
+            if now >= ringback.due:
+                await ringback.start()
+                continue
+            remaining = min(remaining, ringback.due - now)
         event = await leg_events.next(remaining)
         match event:
             case StasisStart(channel=ch) if ch.id == leg_id and answered_on_stasis:
@@ -193,10 +236,14 @@ async def await_answer(
                     return RingOutcome.ANSWERED
                 if (kind := dial_kind(dial.status)) is not None:
                     return _outcome_of(kind)
-            case ChannelStateChange(channel=ch) if (
-                ch.id == leg_id and ch.channel_state is ChannelState.UP and not answered_on_stasis
-            ):
-                return RingOutcome.ANSWERED
+                if ringback is not None and dial.status in _RINGING_STATUSES:
+                    await ringback.start()
+            case ChannelStateChange(channel=ch) if ch.id == leg_id:
+                # Sent only by an Asterisk that ignores the event filter (events.py).
+                if ch.channel_state is ChannelState.UP and not answered_on_stasis:
+                    return RingOutcome.ANSWERED
+                if ringback is not None and ch.channel_state is ChannelState.RINGING:
+                    await ringback.start()
             case ChannelDestroyed(channel=ch, cause=cause) if ch.id == leg_id:
                 return _outcome_of(hangup_kind(cause))
             case ChannelHangupRequest(channel=ch, cause=cause) if ch.id == leg_id:
