@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +26,10 @@ RELOAD_DEADLINE_SECONDS = 10.0
 # the GIL): 50 ms (watchfiles' default) cost an idle numcfg 1.1 ms of CPU a second, 500 ms
 # 0.15 (issue 15's idle profile). A save is reloaded one to two steps after its last write.
 WATCH_STEP_MS = 1000
+# Without changes the watch still came back to the event loop every 5 s (watchfiles' own
+# timeout, there for Windows, whose signals need it: samuelcolvin/watchfiles#110), a task
+# group and a thread hop each time. On Linux a stop is seen at the next step anyway.
+WATCH_RUST_TIMEOUT_MS = None if sys.platform == "win32" else 0
 # watchfiles logs every change set at INFO; the reloads we log say what matters.
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
@@ -128,5 +133,6 @@ class ConfigHolder:
             recursive=False,
             watch_filter=lambda _change, changed: Path(changed).name == name,
             step=WATCH_STEP_MS,
+            rust_timeout=WATCH_RUST_TIMEOUT_MS,
         ):
             await self.reload_async()
