@@ -9,29 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-
-import watchfiles
 
 from .errors import ConfigError, ConfigIssue
 from .loader import load_config, load_config_text
 from .schema import Config
+from .watch import file_saves
 
 log = logging.getLogger("numcfg.config")
 # A config loads in milliseconds; one that takes this long is hostile or broken.
 RELOAD_DEADLINE_SECONDS = 10.0
-# How often the watcher's thread wakes to look for events and for a stop (each wake takes
-# the GIL): 50 ms (watchfiles' default) cost an idle numcfg 1.1 ms of CPU a second, 500 ms
-# 0.15 (issue 15's idle profile). A save is reloaded one to two steps after its last write.
-WATCH_STEP_MS = 1000
-# Without changes the watch still came back to the event loop every 5 s (watchfiles' own
-# timeout, there for Windows, whose signals need it: samuelcolvin/watchfiles#110), a task
-# group and a thread hop each time. On Linux a stop is seen at the next step anyway.
-WATCH_RUST_TIMEOUT_MS = None if sys.platform == "win32" else 0
-# watchfiles logs every change set at INFO; the reloads we log say what matters.
-logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
 class ConfigHolder:
@@ -117,22 +105,7 @@ class ConfigHolder:
         return config
 
     async def watch(self) -> None:
-        """Reload whenever the file changes; runs until cancelled.
-
-        The folder is watched, not the file: many editors save by renaming a new file
-        over the old one, which a watch on the old inode would never see. watchfiles
-        waits on inotify and groups a burst of writes into one change set, so a save
-        causes one reload, not one per write.
-        """
-        folder = self.path.absolute().parent
-        name = self.path.name
-        # Only the config file's own events wake us: the default SQLite store lives in the
-        # same folder and would otherwise wake the watcher on every commit.
-        async for _changes in watchfiles.awatch(
-            folder,
-            recursive=False,
-            watch_filter=lambda _change, changed: Path(changed).name == name,
-            step=WATCH_STEP_MS,
-            rust_timeout=WATCH_RUST_TIMEOUT_MS,
-        ):
+        """Reload whenever the file is saved (config/watch.py); runs until cancelled. A
+        burst of writes is one save, so a save causes one reload, not one per write."""
+        async for _save in file_saves(self.path):
             await self.reload_async()
