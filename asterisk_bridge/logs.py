@@ -5,7 +5,6 @@ warning lines, burying the few that mattered)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import json
 import logging
@@ -125,7 +124,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._flush_loop = loop
 
     def flush(self) -> None:
-        with self.lock or contextlib.nullcontext():
+        with self.lock:  # type: ignore[union-attr]
             # Only the loop's own thread may cancel its timer (uvloop's are not
             # thread-safe); from another thread it fires later and finds nothing to write.
             if self._flush_at is not None and _running_loop() is self._flush_loop:

@@ -114,10 +114,10 @@ class Ringback:
     """The ring tone `channel_id` hears while a leg rings: started once (the leg's first
     sign of ringing, or `due`, whichever comes first), stopped for sure at the end."""
 
-    def __init__(self, call: Call, channel_id: str, *, grace: float | None = None) -> None:
+    def __init__(self, call: Call, channel_id: str) -> None:
         self._call = call
         self._channel_id = channel_id
-        self.due = time.monotonic() + (RINGBACK_GRACE_SECONDS if grace is None else grace)
+        self.due = time.monotonic() + RINGBACK_GRACE_SECONDS
         self._tone_id: str | None = None
 
     @property
