@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.load import Bench, Call, Driver, bench  # noqa: E402
+from bench.load import FLOORS, Bench, Call, Driver, bench  # noqa: E402
 from bench.run import cpu_seconds, machine  # noqa: E402
 from bench.stats import call_equivalents, capacity, percentile, step_verdict  # noqa: E402
 
@@ -69,12 +69,12 @@ class Snapshot:
     total: float
 
     @classmethod
-    def take(cls, b: Bench) -> Snapshot:
+    def take(cls, b: Bench, variant: str) -> Snapshot:
         busy, total = machine_busy_seconds()
         return cls(
             time.time(),
             cpu_seconds(b.ast_pid),
-            cpu_seconds(b.numcfg.pid),
+            cpu_seconds(b.decider_pid(variant)),
             time.process_time(),
             busy,
             total,
@@ -173,7 +173,10 @@ def summarize_step(
         digit_to_ring_p50_ms=percentile(ring, 50),
         digit_to_ring_p99_ms=p99["digit_to_ring"],
         asterisk_ms_per_call=round(per_call(after.asterisk - before.asterisk, idle["asterisk"]), 2),
-        numcfg_ms_per_call=round(per_call(after.numcfg - before.numcfg, idle["numcfg"]), 2),
+        # For hybrid-ari, the floor's app (numcfg idles meanwhile: in Asterisk's idle).
+        numcfg_ms_per_call=round(
+            per_call(after.numcfg - before.numcfg, idle.get(variant, idle["numcfg"])), 2
+        ),
         driver_ms_per_call=round(per_call(after.driver - before.driver, 0.0), 2),
         machine_busy_pct=round(
             100 * (after.busy - before.busy) / max(1e-9, after.total - before.total), 1
@@ -187,13 +190,15 @@ def summarize_step(
 
 
 async def idle_rates(b: Bench, seconds: float) -> dict[str, float]:
-    a0, n0, t0 = cpu_seconds(b.ast_pid), cpu_seconds(b.numcfg.pid), time.monotonic()
+    """CPU seconds per second with no call: Asterisk's, numcfg's and, with --hybrid, the
+    floor's app's (`hybrid-ari`)."""
+    pids = {"asterisk": b.ast_pid, "numcfg": b.numcfg.pid}
+    if b.hybrid is not None:
+        pids.update((floor, b.hybrid.pid) for floor in FLOORS)
+    before, t0 = {k: cpu_seconds(pid) for k, pid in pids.items()}, time.monotonic()
     await asyncio.sleep(seconds)
     dt = time.monotonic() - t0
-    return {
-        "asterisk": (cpu_seconds(b.ast_pid) - a0) / dt,
-        "numcfg": (cpu_seconds(b.numcfg.pid) - n0) / dt,
-    }
+    return {k: (cpu_seconds(pid) - before[k]) / dt for k, pid in pids.items()}
 
 
 async def ramp(
@@ -252,9 +257,9 @@ async def ramp(
             )
 
     for rate in rates:
-        before = Snapshot.take(b)
+        before = Snapshot.take(b, variant)
         tasks = await driver.offer(variant, rate, step_seconds)
-        launched.append((rate, tasks, before, Snapshot.take(b)))
+        launched.append((rate, tasks, before, Snapshot.take(b, variant)))
         evaluate(ready_only=True)
         if any(not r.passed for r in results):
             break
@@ -265,7 +270,8 @@ async def ramp(
 
 def summary(steps: list[StepResult], wait_ms: float) -> dict[str, Any]:
     out: dict[str, Any] = {"wait_ms": wait_ms}
-    for variant in ("dialplan", "numcfg"):
+    variants = ["dialplan", "numcfg"] + [f for f in FLOORS if any(s.variant == f for s in steps)]
+    for variant in variants:
         mine = [s for s in steps if s.variant == variant]
         cap = capacity([(s.rate, s.passed) for s in mine])
         no_failure = capacity([(s.rate, s.failed == 0 and s.late == 0) for s in mine])
@@ -296,6 +302,11 @@ def summary(steps: list[StepResult], wait_ms: float) -> dict[str, Any]:
     dp, nc = out["dialplan"]["capacity_calls_per_s"], out["numcfg"]["capacity_calls_per_s"]
     ref = out["numcfg"]["at_50_concurrent"] or {}
     out["capacity_ratio"] = round(nc / dp, 3) if dp else None
+    for floor in FLOORS:
+        if floor in out:
+            # Not numcfg: what the "ARI for decisions only" design could reach at best.
+            reached = out[floor]["capacity_calls_per_s"]
+            out[f"{floor}_capacity_ratio"] = round(reached / dp, 3) if dp else None
     # With the dialplan variant never failing a step its capacity is only a lower bound,
     # so the ratio is an upper bound and cannot show the target met.
     out["capacity_ratio_is_upper_bound"] = not out["dialplan"]["saturated"]
@@ -335,6 +346,13 @@ def table(steps: list[StepResult], s: dict[str, Any]) -> str:
         f"concurrent ({ref.get('concurrency_max')} up at {ref.get('rate')}/s): "
         f"{ref.get('first_media_p99_ms')} ms (target <= 20 ms).**"
     )
+    floors = [f"{f} {cap(f)} (ratio {s[f + '_capacity_ratio']})" for f in FLOORS if f in s]
+    if floors:
+        foot += (
+            " The floors of 'ARI for decisions only' (bench/hybrid_app.py, not numcfg): "
+            + ", ".join(floors)
+            + "."
+        )
     return head + "\n".join(rows) + foot
 
 
@@ -359,6 +377,13 @@ async def main() -> int:
         "--output", default=os.environ.get("BENCH_CAPACITY_OUTPUT", "bench/capacity.json")
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--hybrid",
+        action="store_true",
+        default=os.environ.get("BENCH_HYBRID") == "1",
+        help="also ramp the floors of 'ARI for decisions only' (bench/hybrid_app.py: prompts "
+        "and digit in dialplan, the conversation in ARI (hybrid-ari) or in Dial() (hybrid))",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     if rates != sorted(rates) or rates[0] <= 0:
@@ -366,14 +391,18 @@ async def main() -> int:
 
     started = time.monotonic()
     steps: list[StepResult] = []
-    async with bench(slots=args.lines, keep=args.keep) as b:
+    order = args.order.split(",")
+    if args.hybrid:
+        order += [floor for floor in FLOORS if floor not in order]
+    floors_on = any(floor in order for floor in FLOORS)
+    async with bench(slots=args.lines, keep=args.keep, hybrid=floors_on) as b:
         idle = await idle_rates(b, 3.0)
         print(
             f"capacity: Asterisk idle {1000 * idle['asterisk']:.1f} ms/s, numcfg idle "
             f"{1000 * idle['numcfg']:.1f} ms/s; rates {args.rates} x {args.step_seconds:g} s",
             file=sys.stderr,
         )
-        for variant in args.order.split(","):
+        for variant in order:
             steps += await ramp(b, variant, rates, args.step_seconds, args.wait_ms, idle)
             await asyncio.sleep(2.0)
     s = summary(steps, args.wait_ms)
@@ -386,7 +415,7 @@ async def main() -> int:
             "rates": rates,
             "step_seconds": args.step_seconds,
             "wait_ms": args.wait_ms,
-            "order": args.order,
+            "order": ",".join(order),
             "lines": args.lines,
             "idle_ms_per_s": {k: round(1000 * v, 2) for k, v in idle.items()},
             "elapsed_s": round(time.monotonic() - started, 1),

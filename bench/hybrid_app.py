@@ -22,6 +22,9 @@ mixing bridge once the leg answers, the caller hung up and the bridge destroyed 
 employee hangs up. It splits the floor: prompts in dialplan, the conversation in ARI
 (where numcfg's conversation features live).
 
+`bench/capacity.py --hybrid` ramps both under rising load on the lines of bench/load.py
+(line_employee below: each number rings its own line's employee).
+
 It uses numcfg's own ARI client (REST over the event websocket, orjson) and uvloop, and
 the same event filter as numcfg, so what it costs is what those decisions cost at least.
 What it leaves out is what numcfg does beyond them (call records in a store, metrics,
@@ -57,13 +60,21 @@ APP = "numcfg-bench-hybrid"
 
 @dataclass
 class CallState:
-    slot: str
+    own_employee: str  # the line's employee extension
     started: float = field(default_factory=time.monotonic)
     employee: str | None = None
     answered: bool = False
     leg: str | None = None
     bridge: str | None = None
     tone: str | None = None
+
+
+def line_employee(exten: str) -> str:
+    """The employee of a bench line (bench/load.py's numbering): lines 1-99 are
+    +33185009901.. with employees 101.., each further block of 100 takes the number
+    prefix one down and the employee hundreds one up (+33185009800 -> 200)."""
+    block = 99 - int(exten[-4:-2])
+    return f"{block + 1}{exten[-2:]}"
 
 
 class HybridApp:
@@ -106,7 +117,9 @@ class HybridApp:
                 case ["start", *_]:
                     dialplan = channel.get("dialplan") or {}
                     assert isinstance(dialplan, dict)
-                    self.calls[cid] = CallState(slot=str(dialplan.get("exten", ""))[-2:])
+                    self.calls[cid] = CallState(
+                        own_employee=line_employee(str(dialplan.get("exten", "")))
+                    )
                     await self.client.request(
                         "POST",
                         f"/applications/{APP}/subscription",
@@ -137,7 +150,7 @@ class HybridApp:
 
     def claim(self, call: CallState) -> str | None:
         """The option's employee (the line's own), claimed for `call`; None when busy."""
-        employee = f"1{call.slot}"
+        employee = call.own_employee
         if employee in self.claimed:
             return None
         self.claimed.add(employee)

@@ -52,6 +52,7 @@ from bench.run import (
     MAX_SLOTS,
     NUMBER_PREFIX,
     PRESS_AFTER_SECONDS,
+    VARIANT_CONTEXTS,
     asterisk_pid,
     bench_config,
     cleanup,
@@ -59,12 +60,25 @@ from bench.run import (
     install_dialplan,
     number,
     rig,
+    start_hybrid,
     start_numcfg,
     stop_numcfg,
 )
 from bench.stats import ari_time
 
-CONTEXTS = {"numcfg": CONTEXT_NUMCFG, "dialplan": CONTEXT_DIALPLAN}
+CONTEXTS = {
+    "numcfg": CONTEXT_NUMCFG,
+    "dialplan": CONTEXT_DIALPLAN,
+    # Not numcfg: the floors of the "ARI for decisions only" design (bench/hybrid_app.py),
+    # offered to the capacity run with --hybrid: the conversation in ARI, or in Dial().
+    "hybrid-ari": VARIANT_CONTEXTS["hybrid-ari"],
+    "hybrid": VARIANT_CONTEXTS["hybrid"],
+}
+FLOORS = ("hybrid-ari", "hybrid")
+# The variants whose prompts the dialplan plays (first media: the Playback()/Background()
+# step entered) and whose entry is the first dialplan step in their context.
+# (Asterisk names the app as registered: "BackGround".)
+DIALPLAN_PROMPTS = {"dialplan": "playback", "hybrid-ari": "background", "hybrid": "background"}
 # The observer needs only these; the rest (ChannelVarset above all) would cost Asterisk
 # serialisation and the driver parsing, in both variants alike.
 OBSERVED_EVENTS = [
@@ -204,11 +218,12 @@ class Driver:
         elif kind == "ChannelDialplan":
             app = event.get("dialplan_app")
             context = event["channel"].get("dialplan", {}).get("context")
+            prompts = DIALPLAN_PROMPTS.get(call.variant)
             if call.entry_ts is None and (
-                app == "Stasis" if call.variant == "numcfg" else context == CONTEXT_DIALPLAN
+                app == "Stasis" if prompts is None else context == CONTEXTS[call.variant]
             ):
                 call.entry_ts = ari_time(event["timestamp"])
-            elif app == "Playback" and call.variant == "dialplan" and call.media_ts is None:
+            elif prompts and str(app).lower() == prompts and call.media_ts is None:
                 call.media_ts = ari_time(event["timestamp"])
 
     async def call(self, variant: str, scheduled: float) -> Call:
@@ -332,26 +347,30 @@ def lines_config(lines: int, data: Path) -> dict[str, Any]:
 
 
 def more_lines_dialplan(installed: str, lines: int) -> str:
-    """The dialplan variant's entry for each further block of lines, copied from run.py's
+    """The dialplan variants' entry for each further block of lines, copied from run.py's
     entry for lines 1-99 (its number pattern and employee hundreds changed), appended to
-    its context with Asterisk's `[context](+)`."""
-    entry = re.search(
-        rf"^exten => _{re.escape(NUMBER_PREFIX)}XX,1,.*?(?=^exten => 1,)",
-        installed,
-        re.MULTILINE | re.DOTALL,
-    )
-    if entry is None:
-        raise SystemExit("bench: the dialplan variant's entry was not found in numcfg-bench.conf")
-    blocks = []
-    for block in range(1, (lines // 100) + 1):
-        blocks.append(
+    their contexts with Asterisk's `[context](+)`."""
+    out = []
+    for context in (CONTEXT_DIALPLAN, *(CONTEXTS[floor] for floor in FLOORS)):
+        section = re.search(
+            rf"^\[{re.escape(context)}\]\n(.*?)(?=^\[|\Z)", installed, re.MULTILINE | re.DOTALL
+        )
+        entry = section and re.search(
+            rf"^exten => _{re.escape(NUMBER_PREFIX)}XX,1,.*?(?=^exten => )",
+            section.group(1),
+            re.MULTILINE | re.DOTALL,
+        )
+        if not entry:
+            raise SystemExit(f"bench: the entry of [{context}] was not found in {BENCH_CONF}")
+        blocks = [
             entry.group(0)
             .replace(f"_{NUMBER_PREFIX}XX", f"_{NUMBER_PREFIX[:-2]}{99 - block:02d}XX")
             .replace("BENCH_EMPLOYEE=1${", f"BENCH_EMPLOYEE={block + 1}${{")
-        )
-    if not blocks:
-        return ""
-    return f"\n[{CONTEXT_DIALPLAN}](+)\n" + "".join(blocks)
+            for block in range(1, (lines // 100) + 1)
+        ]
+        if blocks:
+            out.append(f"\n[{context}](+)\n" + "".join(blocks))
+    return "".join(out)
 
 
 def install_lines(root: Path, config_path: Path, lines: int) -> None:
@@ -378,10 +397,21 @@ class Bench:
     numcfg: subprocess.Popen[bytes]
     driver: Driver
     tmp: Path
+    hybrid: subprocess.Popen[bytes] | None = None  # bench/hybrid_app.py, with --hybrid
+
+    def decider_pid(self, variant: str) -> int:
+        """The process that takes the variant's decisions: numcfg, or the floor's app
+        (the dialplan variant has none: numcfg's idle CPU, subtracted, stands in)."""
+        if variant in FLOORS:
+            assert self.hybrid is not None, f"the {variant} variant needs bench(hybrid=True)"
+            return self.hybrid.pid
+        return self.numcfg.pid
 
 
 @contextlib.asynccontextmanager
-async def bench(*, slots: int = MAX_SLOTS, keep: bool = False) -> AsyncIterator[Bench]:
+async def bench(
+    *, slots: int = MAX_SLOTS, keep: bool = False, hybrid: bool = False
+) -> AsyncIterator[Bench]:
     if not 1 <= slots <= MAX_LINES:
         raise SystemExit(f"bench: 1..{MAX_LINES} lines")
     try:
@@ -411,12 +441,16 @@ async def bench(*, slots: int = MAX_SLOTS, keep: bool = False) -> AsyncIterator[
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     driver = Driver(client=client, session=session, slots=slots)
     proc = await start_numcfg(config_path, tmp / "numcfg.log")
+    floor = None
     try:
+        floor = start_hybrid(tmp / "hybrid.log") if hybrid else None
         await driver.start()
-        yield Bench(root, asterisk_pid(root), proc, driver, tmp)
+        yield Bench(root, asterisk_pid(root), proc, driver, tmp, floor)
     finally:
         await cleanup(client)
         stop_numcfg(proc)
+        if floor is not None:
+            stop_numcfg(floor)
         await driver.stop()
         await client.close()
         await rest.close()

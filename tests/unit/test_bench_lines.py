@@ -6,8 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.load import EMPLOYEE_LEG, MAX_LINES, line_ext, line_number, lines_config
-from bench.run import employee_ext, number
+from bench.hybrid_app import line_employee
+from bench.load import (
+    CONTEXTS,
+    EMPLOYEE_LEG,
+    FLOORS,
+    MAX_LINES,
+    line_ext,
+    line_number,
+    lines_config,
+    more_lines_dialplan,
+)
+from bench.run import CONTEXT_DIALPLAN, bench_dialplan, employee_ext, number
 
 
 def test_lines_1_to_99_are_run_pys() -> None:
@@ -39,3 +49,27 @@ def test_the_config_has_one_number_menu_and_employee_per_line(tmp_path: Path) ->
     assert config["numbers"]["b150"]["routing"]["ivr"] == "m150"
     assert config["ivr_menus"]["m150"]["options"]["1"]["employee"] == "e150"
     assert config["employees"]["e150"]["endpoint"] == "Local/250@numcfg-bench-employees"
+
+
+def test_the_floor_app_rings_each_lines_own_employee() -> None:
+    # bench/hybrid_app.py knows a line only by the number dialled.
+    for line in (1, 42, 99, 100, 250, MAX_LINES):
+        assert line_employee(line_number(line)) == line_ext(line)
+
+
+def test_further_blocks_of_lines_reach_every_dialplan_variant() -> None:
+    installed = bench_dialplan("")
+    extra = more_lines_dialplan(installed, 250)
+    for context in (CONTEXT_DIALPLAN, *(CONTEXTS[floor] for floor in FLOORS)):
+        section = extra.split(f"[{context}](+)\n", 1)[1].split("\n[", 1)[0]
+        # Blocks 1 and 2 (lines 100-199 and 200-250): the next two number prefixes down.
+        assert f"exten => _{line_number(100)[:-2]}XX,1," in section
+        assert f"exten => _{line_number(200)[:-2]}XX,1," in section
+        assert f"exten => _{line_number(300)[:-2]}XX,1," not in section
+    dialplan = extra.split(f"[{CONTEXT_DIALPLAN}](+)\n", 1)[1]
+    assert "BENCH_EMPLOYEE=2${EXTEN:-2}" in dialplan
+    assert "BENCH_EMPLOYEE=3${EXTEN:-2}" in dialplan
+
+
+def test_no_further_blocks_within_run_pys_99_lines() -> None:
+    assert more_lines_dialplan(bench_dialplan(""), 99) == ""
