@@ -15,6 +15,7 @@ busiest listed) and in the rest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -23,19 +24,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import CLK_TCK, asterisk_pid, cpu_seconds, rig  # noqa: E402
+from bench.run import asterisk_pid, cpu_seconds, rig, thread_cpu_seconds  # noqa: E402
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
     """utime+stime of each live thread of `pid`, in seconds."""
     out: dict[int, float] = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except FileNotFoundError:
-            continue  # the thread ended meanwhile
-        fields = stat.rsplit(")", 1)[1].split()
-        out[int(tid)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+        with contextlib.suppress(FileNotFoundError):  # the thread ended meanwhile
+            out[tid] = thread_cpu_seconds(pid, tid)
     return out
 
 

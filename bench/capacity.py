@@ -173,7 +173,7 @@ def summarize_step(
         digit_to_ring_p50_ms=percentile(ring, 50),
         digit_to_ring_p99_ms=p99["digit_to_ring"],
         asterisk_ms_per_call=round(per_call(after.asterisk - before.asterisk, idle["asterisk"]), 2),
-        # For hybrid-ari, the floor's app (numcfg idles meanwhile: in Asterisk's idle).
+        # For a floor, its app's CPU (numcfg idles meanwhile).
         numcfg_ms_per_call=round(
             per_call(after.numcfg - before.numcfg, idle.get(variant, idle["numcfg"])), 2
         ),
@@ -191,7 +191,7 @@ def summarize_step(
 
 async def idle_rates(b: Bench, seconds: float) -> dict[str, float]:
     """CPU seconds per second with no call: Asterisk's, numcfg's and, with --hybrid, the
-    floor's app's (`hybrid-ari`)."""
+    floors' app's (under each floor's name)."""
     pids = {"asterisk": b.ast_pid, "numcfg": b.numcfg.pid}
     if b.hybrid is not None:
         pids.update((floor, b.hybrid.pid) for floor in FLOORS)

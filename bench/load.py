@@ -47,7 +47,6 @@ from bench.run import (
     BENCH_CONF,
     CALLER_ID,
     CONTEXT_DIALPLAN,
-    CONTEXT_NUMCFG,
     DRIVER_APP,
     MAX_SLOTS,
     NUMBER_PREFIX,
@@ -66,14 +65,8 @@ from bench.run import (
 )
 from bench.stats import ari_time
 
-CONTEXTS = {
-    "numcfg": CONTEXT_NUMCFG,
-    "dialplan": CONTEXT_DIALPLAN,
-    # Not numcfg: the floors of the "ARI for decisions only" design (bench/hybrid_app.py),
-    # offered to the capacity run with --hybrid: the conversation in ARI, or in Dial().
-    "hybrid-ari": VARIANT_CONTEXTS["hybrid-ari"],
-    "hybrid": VARIANT_CONTEXTS["hybrid"],
-}
+# Not numcfg: the floors of the "ARI for decisions only" design (bench/hybrid_app.py),
+# offered to the capacity run with --hybrid: the conversation in ARI, or in Dial().
 FLOORS = ("hybrid-ari", "hybrid")
 # The variants whose prompts the dialplan plays (first media: the Playback()/Background()
 # step entered) and whose entry is the first dialplan step in their context.
@@ -220,7 +213,7 @@ class Driver:
             context = event["channel"].get("dialplan", {}).get("context")
             prompts = DIALPLAN_PROMPTS.get(call.variant)
             if call.entry_ts is None and (
-                app == "Stasis" if prompts is None else context == CONTEXTS[call.variant]
+                app == "Stasis" if prompts is None else context == VARIANT_CONTEXTS[call.variant]
             ):
                 call.entry_ts = ari_time(event["timestamp"])
             elif prompts and str(app).lower() == prompts and call.media_ts is None:
@@ -243,7 +236,7 @@ class Driver:
         try:
             try:
                 await self.client.originate(
-                    endpoint=f"Local/{line_number(slot)}@{CONTEXTS[variant]}",
+                    endpoint=f"Local/{line_number(slot)}@{VARIANT_CONTEXTS[variant]}",
                     channel_id=cid,
                     other_channel_id=f"{cid}-far",
                     app=DRIVER_APP,
@@ -351,7 +344,7 @@ def more_lines_dialplan(installed: str, lines: int) -> str:
     entry for lines 1-99 (its number pattern and employee hundreds changed), appended to
     their contexts with Asterisk's `[context](+)`."""
     out = []
-    for context in (CONTEXT_DIALPLAN, *(CONTEXTS[floor] for floor in FLOORS)):
+    for context in (CONTEXT_DIALPLAN, *(VARIANT_CONTEXTS[floor] for floor in FLOORS)):
         section = re.search(
             rf"^\[{re.escape(context)}\]\n(.*?)(?=^\[|\Z)", installed, re.MULTILINE | re.DOTALL
         )

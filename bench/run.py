@@ -89,11 +89,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """utime+stime of one thread of `pid` (FileNotFoundError once it has ended)."""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def loop_thread_cpu_seconds(pid: int) -> float:
     """utime+stime of the main thread alone (numcfg's event loop); the rest of the
     process's CPU is its worker threads (store calls, the config watcher)."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return thread_cpu_seconds(pid, pid)
 
 
 def status_kb(pid: int, key: str) -> int:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from bench.hybrid_app import line_employee
 from bench.load import (
-    CONTEXTS,
     EMPLOYEE_LEG,
     FLOORS,
     MAX_LINES,
@@ -17,7 +16,13 @@ from bench.load import (
     lines_config,
     more_lines_dialplan,
 )
-from bench.run import CONTEXT_DIALPLAN, bench_dialplan, employee_ext, number
+from bench.run import (
+    CONTEXT_DIALPLAN,
+    VARIANT_CONTEXTS,
+    bench_dialplan,
+    employee_ext,
+    number,
+)
 
 
 def test_lines_1_to_99_are_run_pys() -> None:
@@ -60,7 +65,7 @@ def test_the_floor_app_rings_each_lines_own_employee() -> None:
 def test_further_blocks_of_lines_reach_every_dialplan_variant() -> None:
     installed = bench_dialplan("")
     extra = more_lines_dialplan(installed, 250)
-    for context in (CONTEXT_DIALPLAN, *(CONTEXTS[floor] for floor in FLOORS)):
+    for context in (CONTEXT_DIALPLAN, *(VARIANT_CONTEXTS[floor] for floor in FLOORS)):
         section = extra.split(f"[{context}](+)\n", 1)[1].split("\n[", 1)[0]
         # Blocks 1 and 2 (lines 100-199 and 200-250): the next two number prefixes down.
         assert f"exten => _{line_number(100)[:-2]}XX,1," in section
